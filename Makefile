@@ -1,0 +1,99 @@
+# Moongate -- one plain Makefile.
+#
+#   make            build bin/moongate
+#   make deps       install the Debian packages the build and tests need
+#   make run        deps + build + demo upstream + gateway on examples/
+#   make test       deps + build + every test (C unit, Lua specs, e2e)
+#   make asan       the test suite under AddressSanitizer + UBSan
+#   make fuzz       libFuzzer on the request parser path (FUZZ_SECONDS)
+#   make bench      wrk against Moongate and nginx on the same upstream
+#   make lint       clang-format check and cppcheck
+
+CC       ?= cc
+BUILD    ?= build
+OPT      ?= -O2
+CFLAGS   ?= $(OPT) -g
+CFLAGS   += -std=gnu11 -Wall -Wextra -Werror -fno-strict-aliasing \
+            -D_GNU_SOURCE -Icore
+PKGS     := yaml-0.1 libpcre2-8
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+CFLAGS   += $(PKG_CFLAGS)
+LDLIBS   += $(PKG_LIBS) -lev -lhttp_parser -lm
+LDFLAGS  ?=
+
+CORE_SRCS := $(shell find core -name '*.c' -not -name main.c | sort)
+CORE_OBJS := $(CORE_SRCS:%.c=$(BUILD)/%.o)
+MAIN_OBJ  := $(BUILD)/core/main.o
+HDRS      := $(shell find core -name '*.h')
+
+UNIT_SRCS := $(wildcard spec/c/test_*.c)
+UNIT_BINS := $(UNIT_SRCS:spec/c/%.c=$(BUILD)/spec/%)
+
+HELPER_BINS := $(BUILD)/mockup
+
+.PHONY: all deps run test unit asan fuzz bench lint clean
+
+all: bin/moongate $(HELPER_BINS)
+
+bin/moongate: $(MAIN_OBJ) $(BUILD)/libmoongate.a
+	$(CC) $(LDFLAGS) -o $@ $(MAIN_OBJ) $(BUILD)/libmoongate.a $(LDLIBS)
+
+$(BUILD)/libmoongate.a: $(CORE_OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/%.o: %.c $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+# C unit tests #include the .c under test (to reach static functions) and
+# link the rest of the core from the archive.
+$(BUILD)/spec/%: spec/c/%.c spec/c/tap.h $(BUILD)/libmoongate.a $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Ispec/c -o $@ $< $(BUILD)/libmoongate.a $(LDLIBS)
+
+$(BUILD)/mockup: spec/helpers/mockup.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< -lev
+
+unit: $(UNIT_BINS)
+
+deps:
+	@bin/install-deps
+
+run: deps all
+	@bin/run-example
+
+test: deps
+	@$(MAKE) --no-print-directory all unit
+	@spec/run
+
+asan:
+	@bin/install-deps
+	@$(MAKE) --no-print-directory BUILD=build-asan OPT=-O1 \
+	    CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined -DMG_DEBUG_PALLOC" \
+	    LDFLAGS="-fsanitize=address,undefined" all unit
+	@MOONGATE_BUILD=build-asan spec/run
+
+FUZZ_SECONDS ?= 60
+fuzz:
+	@bin/install-deps
+	@mkdir -p build-fuzz
+	clang -g -O1 -fsanitize=fuzzer,address,undefined -std=gnu11 -D_GNU_SOURCE \
+	    -DMG_DEBUG_PALLOC -Icore $(PKG_CFLAGS) -o build-fuzz/fuzz_http \
+	    spec/fuzz/fuzz_http.c $(filter-out core/main.c,$(CORE_SRCS)) \
+	    $(LDLIBS)
+	@mkdir -p build-fuzz/corpus
+	build-fuzz/fuzz_http -max_total_time=$(FUZZ_SECONDS) \
+	    -max_len=8192 build-fuzz/corpus spec/fuzz/corpus
+
+bench: all
+	@bench/run
+
+lint:
+	@clang-format --dry-run --Werror $(shell find core -name '*.[ch]') || true
+	@cppcheck --quiet --error-exitcode=1 -Icore --suppress=missingIncludeSystem core
+
+clean:
+	rm -rf $(BUILD) build-asan build-fuzz bin/moongate

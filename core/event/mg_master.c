@@ -1,0 +1,587 @@
+/*
+ * mg_master.c -- the master process: reads the configuration, opens the
+ * listening sockets, forks workers, restarts a worker that dies, and
+ * handles SIGHUP (reload), SIGQUIT (graceful stop) and SIGTERM/SIGINT
+ * (fast stop).
+ *
+ * The master holds every listening socket for its whole life.  With
+ * `reuseport`, each proxy_listen entry gets one socket per worker slot and
+ * worker N accepts on socket N; a reload hands the same sockets to the new
+ * generation, and an old worker just stops accepting, so connections
+ * queued on a socket are never reset by a reload (closing a reuseport
+ * socket drops its queue).  Without `reuseport` all workers share one
+ * socket.
+ *
+ * The master runs no event loop: it sleeps in sigsuspend() and acts on
+ * flags set by signal handlers (nginx's master cycle).  Rejected: a libev
+ * loop here -- its fork handling would then have to be undone in every
+ * worker, and the master has nothing else to wait for.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <netinet/in.h>
+#include "mg_event.h"
+#include "../base/mg_log.h"
+#include "../base/mg_pool.h"
+#include "../conf/mg_config.h"
+#include "../upstream/mg_upstream.h"
+
+#define MG_MAX_WORKERS 256
+
+typedef struct {
+    pid_t pid;
+    int   slot;
+    int   generation;
+    int   exiting;
+} mg_proc_t;
+
+typedef struct {
+    mg_conf_t    *conf;
+    mg_runtime_t *rt;
+    int          *fds;        /* [listen entry][slot], -1 where unused */
+    size_t        nlisten;
+    int           nslots;     /* sockets per entry (workers or 1) */
+    char          listen_key[4096];
+} mg_gen_t;
+
+static volatile sig_atomic_t mg_sig_reload, mg_sig_quit, mg_sig_term,
+                             mg_sig_child;
+static mg_proc_t mg_procs[MG_MAX_WORKERS * 2];
+static int       mg_nprocs;
+static int       mg_generation;
+static const char *mg_conf_file;
+static const char *mg_prefix;
+
+static void
+mg_master_signal(int sig)
+{
+    switch (sig) {
+    case SIGHUP:  mg_sig_reload = 1; break;
+    case SIGQUIT: mg_sig_quit = 1; break;
+    case SIGTERM:
+    case SIGINT:  mg_sig_term = 1; break;
+    case SIGCHLD: mg_sig_child = 1; break;
+    }
+}
+
+static int
+mg_mkdirs(const char *prefix)
+{
+    char p[4096];
+    snprintf(p, sizeof(p), "%s", prefix);
+    mkdir(p, 0755);
+    snprintf(p, sizeof(p), "%s/logs", prefix);
+    mkdir(p, 0755);
+    snprintf(p, sizeof(p), "%s/pids", prefix);
+    mkdir(p, 0755);
+    snprintf(p, sizeof(p), "%s", prefix);
+    return access(p, W_OK) == 0 ? MG_OK : MG_ERROR;
+}
+
+static int
+mg_listen_open(const mg_listen_t *ls, char *err, size_t errlen)
+{
+    int fd, one = 1;
+
+    fd = socket(ls->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        snprintf(err, errlen, "socket() for %.*s failed: %s",
+                 (int) ls->text.len, ls->text.data, strerror(errno));
+        return -1;
+    }
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (ls->reuseport) {
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+    }
+    if (ls->addr.ss_family == AF_INET6) {
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+    }
+    if (bind(fd, (const struct sockaddr *) &ls->addr, ls->addrlen) < 0) {
+        snprintf(err, errlen, "bind() to %.*s failed: %s", (int) ls->text.len,
+                 ls->text.data, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    if (listen(fd, ls->backlog > 0 ? ls->backlog : 511) < 0) {
+        snprintf(err, errlen, "listen() on %.*s failed: %s",
+                 (int) ls->text.len, ls->text.data, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static void
+mg_listen_key(const mg_conf_t *conf, char *key, size_t len)
+{
+    size_t i, n = 0;
+
+    n += (size_t) snprintf(key + n, len - n, "%d|", conf->worker_processes);
+    for (i = 0; i < conf->proxy_listen.n && n < len; i++) {
+        const mg_listen_t *l = &conf->proxy_listen.elts[i];
+        n += (size_t) snprintf(key + n, len - n, "%.*s/%d/%d/%d,",
+                               (int) l->text.len, l->text.data, l->reuseport,
+                               l->ssl, l->backlog);
+    }
+}
+
+static void
+mg_gen_close_fds(mg_gen_t *g)
+{
+    size_t i;
+
+    if (g->fds == NULL) {
+        return;
+    }
+    for (i = 0; i < g->nlisten * (size_t) g->nslots; i++) {
+        if (g->fds[i] >= 0) {
+            close(g->fds[i]);
+        }
+    }
+    free(g->fds);
+    g->fds = NULL;
+}
+
+static int
+mg_gen_open_fds(mg_gen_t *g, char *err, size_t errlen)
+{
+    size_t i;
+    int    s;
+
+    g->nlisten = g->conf->proxy_listen.n;
+    g->nslots = g->conf->worker_processes;
+    g->fds = malloc(sizeof(int) * (g->nlisten * (size_t) g->nslots + 1));
+    if (g->fds == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return MG_ERROR;
+    }
+    for (i = 0; i < g->nlisten * (size_t) g->nslots; i++) {
+        g->fds[i] = -1;
+    }
+    for (i = 0; i < g->nlisten; i++) {
+        const mg_listen_t *ls = &g->conf->proxy_listen.elts[i];
+        for (s = 0; s < g->nslots; s++) {
+            if (s > 0 && !ls->reuseport) {
+                g->fds[i * (size_t) g->nslots + (size_t) s] =
+                    g->fds[i * (size_t) g->nslots];
+                continue;
+            }
+            g->fds[i * (size_t) g->nslots + (size_t) s] = mg_listen_open(ls, err,
+                                                                         errlen);
+            if (g->fds[i * (size_t) g->nslots + (size_t) s] < 0) {
+                return MG_ERROR;
+            }
+        }
+    }
+    /* shared sockets were stored several times: mark the copies so
+     * close_fds closes each once */
+    for (i = 0; i < g->nlisten; i++) {
+        if (!g->conf->proxy_listen.elts[i].reuseport) {
+            for (s = 1; s < g->nslots; s++) {
+                g->fds[i * (size_t) g->nslots + (size_t) s] = -2 - g->fds[i * (size_t) g->nslots];
+            }
+        }
+    }
+    return MG_OK;
+}
+
+static int
+mg_gen_fd(const mg_gen_t *g, size_t entry, int slot)
+{
+    int fd = g->fds[entry * (size_t) g->nslots + (size_t) slot];
+    return fd <= -2 ? -2 - fd : fd;
+}
+
+/* Read conf and declarative config into g; errors go to err. */
+static int
+mg_gen_load(mg_gen_t *g, char *err, size_t errlen)
+{
+    mg_config_errors_t errs = { NULL, 0, 0 };
+    mg_config_t       *cf;
+    char               path[4096];
+    size_t             i, n;
+
+    memset(g, 0, sizeof(*g));
+    g->conf = mg_conf_load(mg_conf_file, mg_prefix, err, errlen);
+    if (g->conf == NULL) {
+        return MG_ERROR;
+    }
+    if (g->conf->worker_processes > MG_MAX_WORKERS) {
+        snprintf(err, errlen, "worker_processes: at most %d", MG_MAX_WORKERS);
+        return MG_ERROR;
+    }
+    if (g->conf->declarative_config) {
+        mg_conf_path(g->conf, g->conf->declarative_config, path, sizeof(path));
+        cf = mg_declarative_load_file(path, &errs);
+        if (cf == NULL) {
+            n = (size_t) snprintf(err, errlen, "declarative config %s is invalid:",
+                                  path);
+            for (i = 0; i < errs.n && n < errlen; i++) {
+                n += (size_t) snprintf(err + n, errlen - n, "\n  %s", errs.lines[i]);
+            }
+            mg_config_errors_free(&errs);
+            return MG_ERROR;
+        }
+        mg_config_errors_free(&errs);
+    } else {
+        cf = mg_config_new();
+        if (cf == NULL) {
+            snprintf(err, errlen, "out of memory");
+            return MG_ERROR;
+        }
+    }
+    g->rt = mg_runtime_build(cf, err, errlen);
+    if (g->rt == NULL) {
+        mg_config_free(cf);
+        return MG_ERROR;
+    }
+    mg_listen_key(g->conf, g->listen_key, sizeof(g->listen_key));
+    return MG_OK;
+}
+
+static void
+mg_gen_free(mg_gen_t *g)
+{
+    mg_runtime_free(g->rt);
+    g->rt = NULL;
+    mg_conf_free(g->conf);
+    g->conf = NULL;
+}
+
+static pid_t
+mg_spawn(mg_gen_t *g, int slot)
+{
+    pid_t  pid;
+    int    fds[MG_CONF_MAX_LISTEN];
+    size_t i;
+
+    pid = fork();
+    if (pid < 0) {
+        mg_log_crit("fork() failed: %s", strerror(errno));
+        return -1;
+    }
+    if (pid == 0) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof(sa));
+        sa.sa_handler = SIG_DFL;
+        sigaction(SIGHUP, &sa, NULL);
+        sigaction(SIGQUIT, &sa, NULL);
+        sigaction(SIGTERM, &sa, NULL);
+        sigaction(SIGINT, &sa, NULL);
+        sigaction(SIGCHLD, &sa, NULL);
+        for (i = 0; i < g->nlisten; i++) {
+            fds[i] = mg_gen_fd(g, i, slot);
+        }
+        mg_worker_run(g->conf, g->rt, slot, fds, g->nlisten);
+    }
+    mg_procs[mg_nprocs].pid = pid;
+    mg_procs[mg_nprocs].slot = slot;
+    mg_procs[mg_nprocs].generation = mg_generation;
+    mg_procs[mg_nprocs].exiting = 0;
+    mg_nprocs++;
+    return pid;
+}
+
+static void
+mg_signal_workers(int sig, int only_old)
+{
+    int i;
+
+    for (i = 0; i < mg_nprocs; i++) {
+        if (only_old && mg_procs[i].generation == mg_generation) {
+            continue;
+        }
+        if (sig == SIGQUIT || sig == SIGTERM) {
+            mg_procs[i].exiting = 1;
+        }
+        kill(mg_procs[i].pid, sig);
+    }
+}
+
+static void
+mg_reap(mg_gen_t *g, int respawn)
+{
+    pid_t pid;
+    int   status, i;
+
+    while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+        for (i = 0; i < mg_nprocs; i++) {
+            if (mg_procs[i].pid == pid) {
+                break;
+            }
+        }
+        if (i == mg_nprocs) {
+            continue;
+        }
+        mg_proc_t p = mg_procs[i];
+        mg_procs[i] = mg_procs[--mg_nprocs];
+        if (p.exiting && WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+            mg_log_info("worker process %d exited", (int) pid);
+            continue;
+        }
+        if (WIFSIGNALED(status)) {
+            mg_log_crit("worker process %d exited on signal %d%s", (int) pid,
+                        WTERMSIG(status), WCOREDUMP(status) ? " (core dumped)" : "");
+        } else {
+            mg_log_crit("worker process %d exited with code %d", (int) pid,
+                        WEXITSTATUS(status));
+        }
+        if (respawn && !p.exiting && p.generation == mg_generation) {
+            pid_t np = mg_spawn(g, p.slot);
+            mg_log_notice("started worker process %d in slot %d", (int) np,
+                          p.slot);
+        }
+    }
+}
+
+static int
+mg_pidfile_write(const mg_conf_t *conf)
+{
+    char path[4096], buf[32];
+    int  fd, n;
+
+    mg_conf_path(conf, conf->pid_file, path, sizeof(path));
+    fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        return MG_ERROR;
+    }
+    n = snprintf(buf, sizeof(buf), "%d\n", (int) getpid());
+    if (write(fd, buf, (size_t) n) != n) {
+        close(fd);
+        return MG_ERROR;
+    }
+    close(fd);
+    return MG_OK;
+}
+
+static void
+mg_pidfile_remove(const mg_conf_t *conf)
+{
+    char path[4096];
+    mg_conf_path(conf, conf->pid_file, path, sizeof(path));
+    unlink(path);
+}
+
+static int
+mg_running_pid(const mg_conf_t *conf)
+{
+    char  path[4096], buf[32];
+    int   fd, pid;
+    ssize_t n;
+
+    mg_conf_path(conf, conf->pid_file, path, sizeof(path));
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        return 0;
+    }
+    n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0) {
+        return 0;
+    }
+    buf[n] = '\0';
+    pid = atoi(buf);
+    if (pid > 0 && pid != getpid() && kill(pid, 0) == 0) {
+        return pid;
+    }
+    return 0;
+}
+
+static int
+mg_open_error_log(const mg_conf_t *conf)
+{
+    char path[4096];
+    mg_conf_path(conf, conf->proxy_error_log, path, sizeof(path));
+    if (mg_log_open(path, conf->log_level) != MG_OK) {
+        fprintf(stderr, "moongate: cannot open error log %s: %s\n", path,
+                strerror(errno));
+        return MG_ERROR;
+    }
+    return MG_OK;
+}
+
+static void
+mg_master_reload(mg_gen_t *cur)
+{
+    mg_gen_t g;
+    char     err[8192];
+    int      s, same_listen;
+
+    mg_log_notice("reloading configuration");
+    if (mg_gen_load(&g, err, sizeof(err)) != MG_OK) {
+        mg_log_error("reload failed, keeping the running configuration: %s", err);
+        if (g.rt) mg_gen_free(&g);
+        else if (g.conf) mg_conf_free(g.conf);
+        return;
+    }
+    same_listen = strcmp(g.listen_key, cur->listen_key) == 0;
+    if (same_listen) {
+        g.fds = cur->fds;
+        g.nlisten = cur->nlisten;
+        g.nslots = cur->nslots;
+        cur->fds = NULL;
+    } else if (mg_gen_open_fds(&g, err, sizeof(err)) != MG_OK) {
+        mg_log_error("reload failed, keeping the running configuration: %s", err);
+        mg_gen_close_fds(&g);
+        mg_gen_free(&g);
+        return;
+    }
+    mg_open_error_log(g.conf);
+    mg_generation++;
+    for (s = 0; s < g.conf->worker_processes; s++) {
+        mg_spawn(&g, s);
+    }
+    mg_signal_workers(SIGQUIT, 1);
+    /* the new workers hold copies now; the master drops the old ones */
+    mg_gen_close_fds(cur);
+    mg_gen_free(cur);
+    *cur = g;
+    mg_log_notice("configuration reloaded (generation %d)", mg_generation);
+}
+
+int
+mg_master_run(const char *conf_path, const char *prefix, int daemonize)
+{
+    mg_gen_t         g;
+    char             err[8192];
+    struct sigaction sa;
+    sigset_t         set, old;
+    int              s, pid, readyfd[2] = { -1, -1 };
+
+    mg_conf_file = conf_path;
+    mg_prefix = prefix;
+    if (mg_gen_load(&g, err, sizeof(err)) != MG_OK) {
+        fprintf(stderr, "moongate: %s\n", err);
+        return 1;
+    }
+    if (mg_mkdirs(g.conf->prefix) != MG_OK) {
+        fprintf(stderr, "moongate: prefix %s is not writable\n", g.conf->prefix);
+        return 1;
+    }
+    if ((pid = mg_running_pid(g.conf)) != 0) {
+        fprintf(stderr, "moongate: already running in %s (pid %d)\n",
+                g.conf->prefix, pid);
+        return 1;
+    }
+    if (mg_gen_open_fds(&g, err, sizeof(err)) != MG_OK) {
+        fprintf(stderr, "moongate: %s\n", err);
+        return 1;
+    }
+    if (daemonize) {
+        char c;
+        if (pipe(readyfd) < 0) {
+            perror("moongate: pipe");
+            return 1;
+        }
+        pid = fork();
+        if (pid < 0) {
+            perror("moongate: fork");
+            return 1;
+        }
+        if (pid > 0) {
+            close(readyfd[1]);
+            if (read(readyfd[0], &c, 1) == 1 && c == '1') {
+                return 0;
+            }
+            fprintf(stderr, "moongate: failed to start, see the error log\n");
+            return 1;
+        }
+        close(readyfd[0]);
+        setsid();
+        int nul = open("/dev/null", O_RDWR);
+        if (nul >= 0) {
+            dup2(nul, STDIN_FILENO);
+            dup2(nul, STDOUT_FILENO);
+            dup2(nul, STDERR_FILENO);
+            if (nul > 2) close(nul);
+        }
+    }
+    if (mg_open_error_log(g.conf) != MG_OK) {
+        return 1;
+    }
+    if (mg_pidfile_write(g.conf) != MG_OK) {
+        mg_log_crit("cannot write pid file: %s", strerror(errno));
+        return 1;
+    }
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = mg_master_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGHUP, &sa, NULL);
+    sigaction(SIGQUIT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGCHLD, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    sigemptyset(&set);
+    sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGQUIT);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGCHLD);
+    sigprocmask(SIG_BLOCK, &set, &old);
+
+    for (s = 0; s < g.conf->worker_processes; s++) {
+        mg_spawn(&g, s);
+    }
+    mg_log_notice("moongate %s started, %d workers, pid %d", MOONGATE_VERSION,
+                  g.conf->worker_processes, (int) getpid());
+    if (daemonize) {
+        if (write(readyfd[1], "1", 1) != 1) { /* parent gone */ }
+        close(readyfd[1]);
+    }
+
+    for (;;) {
+        sigset_t wait_set;
+        sigemptyset(&wait_set);
+        sigsuspend(&wait_set);
+
+        if (mg_sig_child) {
+            mg_sig_child = 0;
+            mg_reap(&g, !(mg_sig_quit || mg_sig_term));
+        }
+        if (mg_sig_term) {
+            int i;
+            mg_log_notice("fast stop");
+            mg_signal_workers(SIGTERM, 0);
+            for (i = 0; i < 100 && mg_nprocs > 0; i++) {
+                usleep(50 * 1000);
+                mg_reap(&g, 0);
+            }
+            if (mg_nprocs > 0) {
+                mg_signal_workers(SIGKILL, 0);
+                while (mg_nprocs > 0 && waitpid(-1, NULL, 0) > 0) {
+                    mg_nprocs--;
+                }
+            }
+            break;
+        }
+        if (mg_sig_quit) {
+            if (mg_sig_quit == 1) {
+                mg_log_notice("graceful stop");
+                mg_signal_workers(SIGQUIT, 0);
+                mg_sig_quit = 2;
+            }
+            if (mg_nprocs == 0) {
+                break;
+            }
+            continue;
+        }
+        if (mg_sig_reload) {
+            mg_sig_reload = 0;
+            mg_master_reload(&g);
+        }
+    }
+    mg_pidfile_remove(g.conf);
+    mg_log_notice("exit");
+    mg_gen_close_fds(&g);
+    mg_gen_free(&g);
+    return 0;
+}

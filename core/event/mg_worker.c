@@ -1,0 +1,464 @@
+/*
+ * mg_worker.c -- a worker process: its libev loop, accepting, client
+ * connection life cycle, signals and graceful stop.
+ *
+ * Lifecycle: the master forks a worker with the listening sockets of its
+ * slot already open; the worker builds nothing from config (the runtime
+ * was built before fork and is shared copy-on-write) and runs its loop.
+ * SIGQUIT: stop accepting (the master still holds the sockets, so queued
+ * connections wait for the new workers instead of being reset), let
+ * in-flight requests finish with "Connection: close", give idle keep-alive
+ * connections a short grace to send one last request, then exit.
+ * SIGTERM/SIGINT: exit at once.
+ *
+ * Rejected: closing idle keep-alive connections at once on SIGQUIT, as
+ * nginx does -- a client that is sending its next request at that moment
+ * sees a reset, which is exactly the failed request a reload must avoid.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/tcp.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include "mg_event.h"
+#include "../base/mg_log.h"
+#include "../base/mg_pool.h"
+#include "../base/mg_time.h"
+#include "../http/mg_http.h"
+
+const char mg_err_timeout[] = "timeout";
+const char mg_err_closed[] = "closed";
+const char mg_err_reset[] = "connection reset by peer";
+const char mg_err_refused[] = "connection refused";
+const char mg_err_io[] = "i/o error";
+
+mg_worker_t *mg_worker;
+
+#define MG_POOL_CACHE_MAX   1024
+#define MG_REQ_POOL_SIZE    4096
+#define MG_SHUTDOWN_GRACE   1.0     /* s an idle connection may still use */
+
+static ssize_t
+mg_conn_plain_recv(mg_conn_t *c, char *buf, size_t n)
+{
+    return recv(c->fd, buf, n, 0);
+}
+
+static ssize_t
+mg_conn_plain_writev(mg_conn_t *c, const struct iovec *iov, int iovcnt)
+{
+    if (iovcnt == 1) {
+        return send(c->fd, iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL);
+    }
+    return writev(c->fd, iov, iovcnt);
+}
+
+static const mg_conn_io_t mg_conn_plain_io = {
+    mg_conn_plain_recv,
+    mg_conn_plain_writev,
+};
+
+uint64_t
+mg_worker_random(void)
+{
+    /* xorshift64*: request ids need uniqueness, not secrecy */
+    uint64_t x = mg_worker->rand_state;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    mg_worker->rand_state = x;
+    return x * 0x2545F4914F6CDD1DULL;
+}
+
+mg_pool_t *
+mg_worker_pool_get(void)
+{
+    mg_worker_t *w = mg_worker;
+
+    if (w->nfree_pools > 0) {
+        return w->free_pools[--w->nfree_pools];
+    }
+    return mg_pool_create(MG_REQ_POOL_SIZE);
+}
+
+void
+mg_worker_pool_put(mg_pool_t *pool)
+{
+    mg_worker_t *w = mg_worker;
+
+    /* reset now: cleanups run and large blocks go back at once */
+    mg_pool_reset(pool);
+    if (w->nfree_pools >= MG_POOL_CACHE_MAX) {
+        mg_pool_destroy(pool);
+        return;
+    }
+    w->free_pools[w->nfree_pools++] = pool;
+}
+
+size_t
+mg_conn_peer_ip(const mg_conn_t *c, char *buf, size_t len)
+{
+    const char *p = NULL;
+
+    if (c->peer.sa.sa_family == AF_INET) {
+        p = inet_ntop(AF_INET, &c->peer.sin.sin_addr, buf, len);
+    } else if (c->peer.sa.sa_family == AF_INET6) {
+        p = inet_ntop(AF_INET6, &c->peer.sin6.sin6_addr, buf, len);
+    }
+    if (p == NULL) {
+        if (len) buf[0] = '\0';
+        return 0;
+    }
+    return strlen(buf);
+}
+
+void
+mg_conn_timer_set(mg_conn_t *c, int msec)
+{
+    if (msec <= 0) {
+        ev_timer_stop(mg_worker->loop, &c->timer);
+        return;
+    }
+    c->timer.repeat = msec / 1000.0;
+    ev_timer_again(mg_worker->loop, &c->timer);
+}
+
+void
+mg_conn_read_pause(mg_conn_t *c)
+{
+    if (!c->read_paused) {
+        c->read_paused = 1;
+        ev_io_stop(mg_worker->loop, &c->rev);
+    }
+}
+
+void
+mg_conn_read_resume(mg_conn_t *c)
+{
+    if (c->read_paused && !c->eof) {
+        c->read_paused = 0;
+        ev_io_start(mg_worker->loop, &c->rev);
+    }
+}
+
+static void
+mg_conn_free(mg_conn_t *c)
+{
+    mg_worker_t *w = mg_worker;
+
+    if (c->prev) c->prev->next = c->next; else w->conns = c->next;
+    if (c->next) c->next->prev = c->prev;
+    w->nconns--;
+    c->next = w->free_conns;
+    w->free_conns = c;
+}
+
+void
+mg_conn_close(mg_conn_t *c)
+{
+    mg_worker_t *w = mg_worker;
+
+    if (c->in_handler) {
+        /* never free an object inside its own callback (Redis habit) */
+        c->close_pending = 1;
+        return;
+    }
+    if (c->req) {
+        mg_request_t *r = c->req;
+        c->req = NULL;
+        mg_proxy_cleanup(r);
+        mg_worker_pool_put(r->pool);
+    }
+    ev_io_stop(w->loop, &c->rev);
+    ev_io_stop(w->loop, &c->wev);
+    ev_timer_stop(w->loop, &c->timer);
+    if (c->in) {
+        mg_buf_put(c->in);
+        c->in = NULL;
+    }
+    close(c->fd);
+    c->fd = -1;
+    mg_conn_free(c);
+    if (w->shutting_down && w->nconns == 0) {
+        ev_break(w->loop, EVBREAK_ALL);
+    }
+}
+
+static void
+mg_conn_read_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    mg_conn_t *c = w->data;
+    (void) loop;
+    (void) revents;
+    MG_CONN_ENTER(c);
+    mg_http_conn_read(c);
+    MG_CONN_LEAVE(c);
+}
+
+static void
+mg_conn_write_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    mg_conn_t *c = w->data;
+    (void) revents;
+    ev_io_stop(loop, w);
+    MG_CONN_ENTER(c);
+    mg_http_conn_write(c);
+    MG_CONN_LEAVE(c);
+}
+
+static void
+mg_conn_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    mg_conn_t *c = w->data;
+    (void) revents;
+    ev_timer_stop(loop, w);
+    MG_CONN_ENTER(c);
+    mg_http_conn_timeout(c);
+    MG_CONN_LEAVE(c);
+}
+
+static void
+mg_worker_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    mg_worker_t   *wk = mg_worker;
+    mg_listener_t *l = w->data;
+    mg_conn_t     *c;
+    int            i, fd, one = 1;
+    struct sockaddr_storage ss;
+    socklen_t      sl;
+
+    (void) revents;
+    for (i = 0; i < 64; i++) {
+        sl = sizeof(ss);
+        fd = accept4(l->fd, (struct sockaddr *) &ss, &sl,
+                     SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EAGAIN || errno == EINTR || errno == ECONNABORTED) {
+                return;
+            }
+            if (errno == EMFILE || errno == ENFILE) {
+                mg_log_crit("accept() failed: %s; pausing accept for 0.5s",
+                            strerror(errno));
+                ev_io_stop(loop, w);
+                /* resumed by the flush timer */
+                return;
+            }
+            mg_log_error("accept() failed: %s", strerror(errno));
+            return;
+        }
+        if (wk->free_conns) {
+            c = wk->free_conns;
+            wk->free_conns = c->next;
+        } else {
+            c = malloc(sizeof(*c));
+            if (c == NULL) {
+                mg_log_crit("out of memory accepting a connection");
+                close(fd);
+                return;
+            }
+        }
+        memset(c, 0, sizeof(*c));
+        c->fd = fd;
+        c->io = &mg_conn_plain_io;
+        memcpy(&c->peer, &ss, mg_min(sl, sizeof(c->peer)));
+        c->local_port = ntohs(l->ls->addr.ss_family == AF_INET6
+                                  ? ((struct sockaddr_in6 *) &l->ls->addr)->sin6_port
+                                  : ((struct sockaddr_in *) &l->ls->addr)->sin_port);
+        c->ssl = l->ls->ssl;
+        c->id = ++wk->next_conn_id;
+        if (ss.ss_family != AF_UNIX) {
+            setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        }
+        ev_io_init(&c->rev, mg_conn_read_cb, fd, EV_READ);
+        ev_io_init(&c->wev, mg_conn_write_cb, fd, EV_WRITE);
+        ev_init(&c->timer, mg_conn_timer_cb);
+        c->rev.data = c->wev.data = c->timer.data = c;
+        c->next = wk->conns;
+        if (wk->conns) wk->conns->prev = c;
+        wk->conns = c;
+        wk->nconns++;
+        ev_io_start(loop, &c->rev);
+        mg_http_conn_init(c);
+    }
+}
+
+static void
+mg_worker_prepare_cb(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+    (void) w;
+    (void) revents;
+    mg_time_update(ev_now(loop));
+}
+
+static void
+mg_worker_flush_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    size_t i;
+    (void) w;
+    (void) revents;
+    mg_http_log_flush();
+    if (!mg_worker->shutting_down) {
+        for (i = 0; i < mg_worker->nlisteners; i++) {
+            if (!ev_is_active(&mg_worker->listeners[i].w)) {
+                ev_io_start(loop, &mg_worker->listeners[i].w);
+            }
+        }
+    }
+    mg_buf_trim(32);
+}
+
+static void __attribute__((noreturn))
+mg_worker_exit(int status)
+{
+    mg_http_log_flush();
+    _exit(status);
+}
+
+static void
+mg_worker_shutdown_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    mg_conn_t *c, *next;
+    (void) w;
+    (void) revents;
+    /* Idle connections had their grace; anything still idle closes now.
+     * Connections with a request in flight keep going. */
+    for (c = mg_worker->conns; c; c = next) {
+        next = c->next;
+        if (c->req == NULL) {
+            mg_conn_close(c);
+        }
+    }
+    if (mg_worker->nconns == 0) {
+        ev_break(loop, EVBREAK_ALL);
+    }
+}
+
+static void
+mg_worker_graceful(void)
+{
+    mg_worker_t *w = mg_worker;
+    size_t       i;
+    mg_conn_t   *c;
+
+    if (w->shutting_down) {
+        return;
+    }
+    w->shutting_down = 1;
+    mg_log_notice("worker %d: graceful stop, %zu connections open",
+                  w->slot, w->nconns);
+    for (i = 0; i < w->nlisteners; i++) {
+        ev_io_stop(w->loop, &w->listeners[i].w);
+        close(w->listeners[i].fd);    /* the master keeps its copy */
+    }
+    for (c = w->conns; c; c = c->next) {
+        if (c->req) {
+            c->req->keepalive = 0;
+        }
+    }
+    mg_upconn_close_idle(w->rt);
+    ev_timer_init(&w->shutdown_timer, mg_worker_shutdown_timeout_cb,
+                  MG_SHUTDOWN_GRACE, 0.);
+    ev_timer_start(w->loop, &w->shutdown_timer);
+    if (w->nconns == 0) {
+        ev_break(w->loop, EVBREAK_ALL);
+    }
+}
+
+static void
+mg_worker_signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    (void) revents;
+    if (w->signum == SIGQUIT) {
+        mg_worker_graceful();
+        return;
+    }
+    mg_worker->terminating = 1;
+    ev_break(loop, EVBREAK_ALL);
+}
+
+void
+mg_worker_run(mg_conf_t *conf, mg_runtime_t *rt, int slot, const int *fds,
+              size_t nfds)
+{
+    static mg_worker_t w;
+    sigset_t           set;
+    size_t             i;
+    char               path[4096];
+
+    mg_worker = &w;
+    w.conf = conf;
+    w.rt = rt;
+    w.slot = slot;
+    w.access_fd = -1;
+    w.free_pools = calloc(MG_POOL_CACHE_MAX, sizeof(mg_pool_t *));
+    if (w.free_pools == NULL) {
+        mg_log(MG_LOG_EMERG, "worker %d: out of memory", slot);
+        _exit(2);
+    }
+    if (getrandom(&w.rand_state, sizeof(w.rand_state), 0) < 0
+        || w.rand_state == 0)
+    {
+        w.rand_state = (uint64_t) getpid() * 0x9E3779B97F4A7C15ULL + 1;
+    }
+
+    signal(SIGPIPE, SIG_IGN);
+    signal(SIGHUP, SIG_IGN);
+    sigemptyset(&set);
+    sigprocmask(SIG_SETMASK, &set, NULL);
+
+    w.loop = ev_loop_new(EVBACKEND_EPOLL | EVFLAG_NOENV);
+    if (w.loop == NULL) {
+        w.loop = ev_loop_new(EVFLAG_AUTO);
+    }
+    if (w.loop == NULL) {
+        mg_log(MG_LOG_EMERG, "worker %d: cannot create event loop", slot);
+        _exit(2);
+    }
+    mg_time_update(ev_time());
+
+    if (conf->proxy_access_log && strcmp(conf->proxy_access_log, "off") != 0) {
+        mg_conf_path(conf, conf->proxy_access_log, path, sizeof(path));
+        w.access_fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC,
+                           0644);
+        if (w.access_fd < 0) {
+            mg_log_error("worker %d: cannot open access log \"%s\": %s",
+                         slot, path, strerror(errno));
+        }
+    }
+
+    w.listeners = calloc(nfds ? nfds : 1, sizeof(mg_listener_t));
+    w.nlisteners = nfds;
+    for (i = 0; i < nfds; i++) {
+        mg_listener_t *l = &w.listeners[i];
+        l->fd = fds[i];
+        l->ls = &conf->proxy_listen.elts[i];
+        ev_io_init(&l->w, mg_worker_accept_cb, l->fd, EV_READ);
+        l->w.data = l;
+        ev_io_start(w.loop, &l->w);
+    }
+
+    ev_signal_init(&w.sigquit, mg_worker_signal_cb, SIGQUIT);
+    ev_signal_init(&w.sigterm, mg_worker_signal_cb, SIGTERM);
+    ev_signal_init(&w.sigint, mg_worker_signal_cb, SIGINT);
+    ev_signal_start(w.loop, &w.sigquit);
+    ev_signal_start(w.loop, &w.sigterm);
+    ev_signal_start(w.loop, &w.sigint);
+    ev_prepare_init(&w.prepare, mg_worker_prepare_cb);
+    ev_prepare_start(w.loop, &w.prepare);
+    ev_timer_init(&w.flush_timer, mg_worker_flush_cb, 1., 1.);
+    ev_timer_start(w.loop, &w.flush_timer);
+    ev_unref(w.loop);      /* the flush timer alone keeps nothing alive */
+
+    mg_log_info("worker %d started", slot);
+    ev_run(w.loop, 0);
+    if (w.terminating) {
+        mg_log_info("worker %d: fast stop", slot);
+    } else {
+        mg_log_info("worker %d: exiting", slot);
+    }
+    mg_worker_exit(0);
+}

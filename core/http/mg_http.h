@@ -1,0 +1,145 @@
+/*
+ * mg_http.h -- a request's life on the proxy: head, routing, the
+ * upstream exchange and the response, all on one client connection.
+ *
+ * A request lives in its own arena (from the worker's arena cache); it
+ * starts when a complete head has been buffered and ends after the last
+ * response byte is written and the access-log line is queued.  Bodies
+ * stream: request bytes go from the connection's read buffer straight to
+ * the upstream socket, response bytes from the upstream connection's read
+ * buffer straight to the client socket; neither side reads more while the
+ * other is blocked (backpressure), so memory per request stays at two
+ * buffers whatever the body size.
+ */
+#ifndef MG_HTTP_H
+#define MG_HTTP_H
+
+#include "../mg_core.h"
+#include "../event/mg_event.h"
+#include "../router/mg_router.h"
+#include "../upstream/mg_upstream.h"
+#include "mg_http_parser.h"
+
+#define MG_HTTP_MAX_RESP_HEADERS 128
+
+typedef enum {
+    MG_REQ_UPSTREAM_NONE = 0,
+    MG_REQ_UPSTREAM_CONNECTING,
+    MG_REQ_UPSTREAM_SENDING,      /* head and body going out */
+    MG_REQ_UPSTREAM_WAITING,      /* all sent, no response byte yet */
+    MG_REQ_UPSTREAM_READING,      /* response head/body coming in */
+    MG_REQ_UPSTREAM_DONE
+} mg_req_upstream_e;
+
+struct mg_request_s {
+    mg_pool_t           *pool;
+    mg_conn_t           *conn;
+    mg_runtime_t        *rt;
+    mg_http_head_t       head;
+    mg_http_parser_t     parser;      /* request body framing */
+    size_t               head_len;    /* bytes of the head in conn->in */
+    mg_str_t             path;        /* uri up to '?' */
+    mg_str_t             query;       /* after '?', without it */
+    mg_str_t             host;        /* Host without port */
+    uint16_t             host_port;
+    char                 request_id[33];
+
+    /* request body */
+    int64_t              body_left;   /* Content-Length bytes not yet sent */
+    uint64_t             body_seen;   /* decoded bytes received (limit) */
+    unsigned             has_body:1;
+    unsigned             body_chunked:1;
+    unsigned             body_done:1;       /* all body bytes consumed */
+    unsigned             body_replayable:1; /* whole body still buffered */
+    unsigned             continue_sent:1;
+    unsigned             keepalive:1;       /* keep the client connection */
+    unsigned             head_method:1;
+    unsigned             finalized:1;
+    unsigned             response_started:1;/* bytes reached the client */
+    unsigned             response_done:1;
+    unsigned             upstream_eof_body:1; /* close-delimited response */
+    unsigned             resp_chunked:1;
+    unsigned             resp_no_body:1;
+    unsigned             client_blocked:1;  /* waiting for client writable */
+    unsigned             upstream_blocked:1;/* waiting for upstream writable */
+    unsigned             body_too_large:1;
+
+    /* routing */
+    mg_router_match_t    match;
+    const mg_route_t    *route;
+    mg_service_rt_t     *svc;
+    char                *upath;       /* path sent upstream */
+    size_t               upath_len;
+
+    /* upstream exchange */
+    mg_req_upstream_e    ustate;
+    mg_peer_t           *peer;
+    mg_upconn_t         *u;
+    int                  tries;       /* connection attempts made */
+    uint8_t             *tried;       /* balancer bitmap */
+    char                *uhead;       /* upstream request head */
+    size_t               uhead_len;
+    size_t               uhead_sent;
+    size_t               body_inflight; /* validated chunked bytes unsent */
+    char                *body_base;   /* first byte after the head */
+    char                *body_ptr;    /* a fully buffered body (replayable) */
+    size_t               bsent;       /* body bytes sent this try */
+    mg_http_parser_t     rparser;     /* upstream response framing */
+    mg_http_head_t       rhead;
+    mg_http_header_t    *rhdrs;
+    int                  status;      /* status sent to the client */
+    int                  upstream_status;
+    int64_t              resp_left;   /* content-length bytes still to come */
+
+    /* output to the client */
+    struct iovec         out[2];
+    int                  nout;
+    char                *ohead;       /* response head being written */
+    uint64_t             bytes_sent;  /* to the client, head included */
+    uint64_t             body_sent;
+
+    /* timing, seconds from ev_now() (mg_time_now) */
+    double               start;
+    double               upstream_start;  /* connect/send start */
+    double               upstream_first;  /* first response byte */
+    double               upstream_end;
+    const char          *error;       /* reason when the upstream failed */
+};
+
+/* Client side (mg_http_request.c). */
+void mg_http_conn_init(mg_conn_t *c);
+void mg_http_conn_read(mg_conn_t *c);
+void mg_http_conn_write(mg_conn_t *c);
+void mg_http_conn_timeout(mg_conn_t *c);
+
+/* Answer with a gateway-generated JSON error (Kong's shape) and finish. */
+void mg_http_send_error(mg_request_t *r, int status, const char *message);
+
+/* Called when the response to r has been fully handed to the client. */
+void mg_http_request_done(mg_request_t *r);
+
+/* Abort r: close the client connection at once (client gone, or a
+ * failure after part of the response went out). */
+void mg_http_request_abort(mg_request_t *r, const char *why);
+
+/* Write r->out to the client; MG_OK when all written, MG_AGAIN when the
+ * rest waits for the client, MG_ERROR on failure (request aborted). */
+int mg_http_write_out(mg_request_t *r);
+
+/* Proxy side (mg_http_proxy.c). */
+void mg_proxy_start(mg_request_t *r);
+/* The client connection has more request body bytes, or became
+ * writable again: continue whichever direction was waiting. */
+void mg_proxy_client_input(mg_request_t *r);
+void mg_proxy_client_writable(mg_request_t *r);
+/* Free upstream resources of r (on abort/finalize). */
+void mg_proxy_cleanup(mg_request_t *r);
+
+/* Access log (mg_http_log.c). */
+void mg_http_log_request(mg_request_t *r);
+void mg_http_log_flush(void);
+
+/* Kong's message for a status the gateway generates. */
+const char *mg_http_error_message(int status);
+
+#endif

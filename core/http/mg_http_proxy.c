@@ -1,0 +1,1061 @@
+/*
+ * mg_http_proxy.c -- the upstream exchange of a request: pick a peer,
+ * connect (or reuse a pooled connection), send the rewritten head and the
+ * body, read the response head, rewrite it for the client and stream the
+ * body through.
+ *
+ * Hot path shape, for a small GET on a warm keep-alive connection: one
+ * send() of the upstream head, one recv() of the response, one writev()
+ * of the rewritten head plus the body bytes that arrived with it.  Body
+ * bytes are never copied: they go from the upstream connection's read
+ * buffer to the client socket.  A response body is written as soon as it
+ * is read (so server-sent events leave with no added delay); while the
+ * client cannot take more, the upstream read watcher is stopped, which is
+ * the backpressure.
+ *
+ * Retries follow Kong/nginx (proxy_next_upstream error timeout): after a
+ * connect failure or timeout, or an error before any response byte when
+ * the method is idempotent, the next try goes to another target (the
+ * balancer skips tried ones) as long as the body can be sent again.  A
+ * pooled connection the server had closed is retried at once on a fresh
+ * connection without counting as a try.
+ */
+#include <errno.h>
+#include <errno.h>
+#include <stdio.h>
+#include <strings.h>
+#include <stdlib.h>
+#include <arpa/inet.h>
+#include <sys/socket.h>
+#include "mg_http.h"
+#include "../base/mg_log.h"
+#include "../base/mg_pool.h"
+#include "../base/mg_time.h"
+
+#define MG_PROXY_MAX_RESP_HEAD (64 * 1024)
+
+static void mg_proxy_handler(mg_upconn_t *u, int events);
+static void mg_proxy_connect(mg_request_t *r);
+static void mg_proxy_send(mg_request_t *r);
+
+/* --- trusted_ips ---------------------------------------------------- */
+
+typedef struct {
+    int      family;
+    uint8_t  addr[16];
+    int      bits;
+} mg_cidr_t;
+
+static mg_cidr_t *mg_trusted;
+static size_t     mg_trusted_n;
+static int        mg_trusted_ready;
+
+static void
+mg_proxy_trusted_init(void)
+{
+    mg_conf_t *conf = mg_worker->conf;
+    size_t     i;
+
+    mg_trusted_ready = 1;
+    if (conf->trusted_ips_n == 0) {
+        return;
+    }
+    mg_trusted = calloc(conf->trusted_ips_n, sizeof(mg_cidr_t));
+    if (mg_trusted == NULL) {
+        return;
+    }
+    for (i = 0; i < conf->trusted_ips_n; i++) {
+        char  buf[64], *slash;
+        mg_cidr_t *t = &mg_trusted[mg_trusted_n];
+        size_t n = mg_min(conf->trusted_ips[i].len, sizeof(buf) - 1);
+
+        memcpy(buf, conf->trusted_ips[i].data, n);
+        buf[n] = '\0';
+        slash = strchr(buf, '/');
+        if (slash) *slash = '\0';
+        if (inet_pton(AF_INET, buf, t->addr) == 1) {
+            t->family = AF_INET;
+            t->bits = slash ? atoi(slash + 1) : 32;
+        } else if (inet_pton(AF_INET6, buf, t->addr) == 1) {
+            t->family = AF_INET6;
+            t->bits = slash ? atoi(slash + 1) : 128;
+        } else {
+            continue;
+        }
+        mg_trusted_n++;
+    }
+}
+
+static int
+mg_proxy_client_trusted(const mg_conn_t *c)
+{
+    const uint8_t *a;
+    size_t         i;
+    int            fam = c->peer.sa.sa_family;
+
+    if (!mg_trusted_ready) {
+        mg_proxy_trusted_init();
+    }
+    if (mg_trusted_n == 0) {
+        return 0;
+    }
+    a = fam == AF_INET ? (const uint8_t *) &c->peer.sin.sin_addr
+                       : (const uint8_t *) &c->peer.sin6.sin6_addr;
+    for (i = 0; i < mg_trusted_n; i++) {
+        const mg_cidr_t *t = &mg_trusted[i];
+        int              bits = t->bits, k = 0;
+        if (t->family != fam) {
+            continue;
+        }
+        while (bits >= 8 && a[k] == t->addr[k]) {
+            bits -= 8;
+            k++;
+        }
+        if (bits <= 0 || (bits < 8 && ((a[k] ^ t->addr[k]) >> (8 - bits)) == 0)) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* --- the upstream request head ------------------------------------- */
+
+/* Headers the proxy never forwards as sent (hop-by-hop, or rewritten). */
+static int
+mg_proxy_skip_header(mg_str_t n, int trusted)
+{
+#define IS(lit) (n.len == sizeof(lit) - 1 && strncasecmp(n.data, lit, n.len) == 0)
+    switch (n.len) {
+    case 2:  return IS("te");
+    case 4:  return IS("host");
+    case 6:  return IS("expect");
+    case 7:  return IS("trailer") || IS("upgrade");
+    case 9:  return IS("x-real-ip");
+    case 10: return IS("connection") || IS("keep-alive");
+    case 14: return IS("content-length");
+    case 15: return IS("x-forwarded-for");
+    case 16: return IS("proxy-connection")
+                    || (!trusted && (IS("x-forwarded-host") || IS("x-forwarded-port")
+                                     || IS("x-forwarded-path")));
+    case 17: return IS("transfer-encoding") || (!trusted && IS("x-forwarded-proto"));
+    case 18: return !trusted && IS("x-forwarded-prefix");
+    }
+    return 0;
+#undef IS
+}
+
+/* Is name one of the tokens of the Connection header (hop-by-hop)? */
+static int
+mg_proxy_conn_token(mg_str_t conn, mg_str_t name)
+{
+    size_t i = 0;
+
+    while (i < conn.len) {
+        size_t s, e;
+        while (i < conn.len && (conn.data[i] == ' ' || conn.data[i] == ',')) i++;
+        s = i;
+        while (i < conn.len && conn.data[i] != ',') i++;
+        e = i;
+        while (e > s && conn.data[e - 1] == ' ') e--;
+        if (e - s == name.len && strncasecmp(conn.data + s, name.data, name.len) == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static const mg_http_header_t *
+mg_proxy_find(const mg_http_head_t *h, const char *name)
+{
+    size_t i, n = strlen(name);
+
+    for (i = 0; i < h->nheaders; i++) {
+        if (h->headers[i].name.len == n
+            && strncasecmp(h->headers[i].name.data, name, n) == 0)
+        {
+            return &h->headers[i];
+        }
+    }
+    return NULL;
+}
+
+#define APPEND(p, s, n) (memcpy((p), (s), (n)), (p) += (n))
+#define APPEND_LIT(p, lit) APPEND(p, lit, sizeof(lit) - 1)
+
+static int
+mg_proxy_build_head(mg_request_t *r)
+{
+    mg_conf_t      *conf = mg_worker->conf;
+    mg_conn_t      *c = r->conn;
+    mg_http_head_t *h = &r->head;
+    const mg_http_header_t *xff;
+    char            ip[INET6_ADDRSTRLEN];
+    size_t          iplen, i, cap;
+    char           *p;
+    int             trusted = mg_proxy_client_trusted(c);
+    int             conn_tokens = h->connection.len > 0
+                                  && !mg_str_caseeq_lit(h->connection, "keep-alive")
+                                  && !mg_str_caseeq_lit(h->connection, "close");
+    mg_str_t        host = r->route->preserve_host && h->has_host
+                               ? h->host : r->peer->host;
+
+    iplen = mg_conn_peer_ip(c, ip, sizeof(ip));
+    xff = mg_proxy_find(h, "x-forwarded-for");
+    cap = r->head_len + r->upath_len + r->query.len + host.len
+          + (xff ? xff->value.len : 0) + r->path.len * 2 + r->host.len
+          + 2 * iplen + 512;
+    p = mg_pool_alloc(r->pool, cap);
+    if (p == NULL) {
+        return MG_ERROR;
+    }
+    r->uhead = p;
+
+    APPEND(p, h->method.data, h->method.len);
+    *p++ = ' ';
+    APPEND(p, r->upath, r->upath_len);
+    if (r->query.len) {
+        *p++ = '?';
+        APPEND(p, r->query.data, r->query.len);
+    }
+    if (h->http_minor == 0) {
+        APPEND_LIT(p, " HTTP/1.0\r\nHost: ");
+    } else {
+        APPEND_LIT(p, " HTTP/1.1\r\nHost: ");
+    }
+    APPEND(p, host.data, host.len);
+    APPEND_LIT(p, "\r\n");
+
+    for (i = 0; i < h->nheaders; i++) {
+        const mg_http_header_t *hd = &h->headers[i];
+        if (mg_proxy_skip_header(hd->name, trusted)
+            || (conn_tokens && mg_proxy_conn_token(h->connection, hd->name)))
+        {
+            continue;
+        }
+        APPEND(p, hd->name.data, hd->name.len);
+        *p++ = ':';
+        *p++ = ' ';
+        APPEND(p, hd->value.data, hd->value.len);
+        *p++ = '\r';
+        *p++ = '\n';
+    }
+
+    APPEND_LIT(p, "X-Forwarded-For: ");
+    if (xff && xff->value.len) {
+        APPEND(p, xff->value.data, xff->value.len);
+        *p++ = ',';
+        *p++ = ' ';
+    }
+    APPEND(p, ip, iplen);
+    APPEND_LIT(p, "\r\nX-Real-IP: ");
+    APPEND(p, ip, iplen);
+    APPEND_LIT(p, "\r\n");
+    if (!trusted || !mg_proxy_find(h, "x-forwarded-proto")) {
+        if (c->ssl) {
+            APPEND_LIT(p, "X-Forwarded-Proto: https\r\n");
+        } else {
+            APPEND_LIT(p, "X-Forwarded-Proto: http\r\n");
+        }
+    }
+    if (!trusted || !mg_proxy_find(h, "x-forwarded-host")) {
+        APPEND_LIT(p, "X-Forwarded-Host: ");
+        APPEND(p, r->host.data, r->host.len);
+        APPEND_LIT(p, "\r\n");
+    }
+    if (!trusted || !mg_proxy_find(h, "x-forwarded-port")) {
+        p += sprintf(p, "X-Forwarded-Port: %u\r\n", (unsigned) c->local_port);
+    }
+    if (!trusted || !mg_proxy_find(h, "x-forwarded-path")) {
+        APPEND_LIT(p, "X-Forwarded-Path: ");
+        APPEND(p, r->path.data, r->path.len);
+        APPEND_LIT(p, "\r\n");
+    }
+    if ((!trusted || !mg_proxy_find(h, "x-forwarded-prefix"))
+        && r->route->strip_path && r->match.prefix_len > 0)
+    {
+        size_t n = r->match.prefix_len;
+        if (n > 1 && r->path.data[n - 1] == '/') {
+            n--;
+        }
+        APPEND_LIT(p, "X-Forwarded-Prefix: ");
+        APPEND(p, r->path.data, n);
+        APPEND_LIT(p, "\r\n");
+    }
+    if (conf->headers_upstream & MG_HDR_REQUEST_ID) {
+        APPEND_LIT(p, "X-Kong-Request-Id: ");
+        APPEND(p, r->request_id, 32);
+        APPEND_LIT(p, "\r\n");
+    }
+    if (r->body_chunked) {
+        APPEND_LIT(p, "Transfer-Encoding: chunked\r\n");
+    } else if (h->content_length >= 0) {
+        p += sprintf(p, "Content-Length: %lld\r\n", (long long) h->content_length);
+    }
+    if (h->http_minor == 0) {
+        APPEND_LIT(p, "Connection: close\r\n");
+    }
+    APPEND_LIT(p, "\r\n");
+    r->uhead_len = (size_t) (p - r->uhead);
+    r->uhead_sent = 0;
+    return MG_OK;
+}
+
+/* --- peers, connects and retries ----------------------------------- */
+
+static mg_peer_t *
+mg_proxy_pick(mg_request_t *r)
+{
+    mg_service_rt_t  *s = r->svc;
+    mg_upstream_rt_t *up = s->upstream;
+    mg_peer_t        *peer;
+    int               idx;
+
+    if (s->peer) {
+        if (!s->peer->resolved) {
+            r->error = "name resolution failed";
+            mg_http_send_error(r, 503, "name resolution failed");
+            return NULL;
+        }
+        return s->peer;
+    }
+    if (up == NULL || up->balancer == NULL
+        || (idx = mg_balancer_pick(up->balancer, r->tried)) < 0)
+    {
+        mg_log_error("*%llu no peer available for upstream of service %.*s",
+                     (unsigned long long) r->conn->id,
+                     (int) s->service->name.len, s->service->name.data);
+        mg_http_send_error(r, 503, "failure to get a peer from the ring-balancer");
+        return NULL;
+    }
+    if (r->tried) {
+        r->tried[idx / 8] |= (uint8_t) (1u << (idx % 8));
+    }
+    peer = &up->peers[idx];
+    if (!peer->resolved) {
+        mg_http_send_error(r, 503, "name resolution failed");
+        return NULL;
+    }
+    return peer;
+}
+
+static int
+mg_proxy_idempotent(const mg_request_t *r)
+{
+    mg_str_t m = r->head.method;
+    return !(mg_str_eq_lit(m, "POST") || mg_str_eq_lit(m, "PATCH")
+             || mg_str_eq_lit(m, "LOCK"));
+}
+
+/* The current try failed before any response byte reached the client. */
+static void
+mg_proxy_next(mg_request_t *r, const char *err, int status)
+{
+    const mg_service_t *s = r->svc->service;
+    mg_upconn_t        *u = r->u;
+    int                 sent = r->ustate > MG_REQ_UPSTREAM_CONNECTING;
+    int                 stale = u && u->reused && r->upstream_first == 0
+                                && err != mg_err_timeout;
+    int                 replay = r->body_replayable || r->body_seen == 0;
+
+    mg_log_error("*%llu upstream %s: %s while %s, client: request \"%.*s %.*s\"",
+                 (unsigned long long) r->conn->id, r->peer->name, err,
+                 r->ustate == MG_REQ_UPSTREAM_CONNECTING ? "connecting"
+                 : r->ustate == MG_REQ_UPSTREAM_SENDING ? "sending the request"
+                 : "reading the response head",
+                 (int) r->head.method.len, r->head.method.data,
+                 (int) r->path.len, r->path.data);
+    r->error = err;
+    if (u) {
+        r->u = NULL;
+        mg_upconn_close(u);
+    }
+    if (r->response_started) {
+        mg_http_request_abort(r, err);
+        return;
+    }
+    if (stale && replay) {
+        /* a pooled connection the server had already closed */
+        r->tries--;
+        mg_proxy_connect(r);
+        return;
+    }
+    if (r->tries <= s->retries && replay
+        && (!sent || mg_proxy_idempotent(r)))
+    {
+        mg_proxy_connect(r);
+        return;
+    }
+    r->ustate = MG_REQ_UPSTREAM_NONE;
+    mg_http_send_error(r, status, NULL);
+}
+
+void
+mg_proxy_start(mg_request_t *r)
+{
+    mg_conn_t *c = r->conn;
+
+    if (r->svc->tls) {
+        mg_log_error("*%llu service \"%.*s\" uses https: upstream TLS is not "
+                     "available in this build", (unsigned long long) c->id,
+                     (int) r->svc->service->name.len,
+                     r->svc->service->name.data);
+        mg_http_send_error(r, 502, NULL);
+        return;
+    }
+    if (r->svc->upstream && r->svc->upstream->npeers > 0) {
+        r->tried = mg_pool_calloc(r->pool, (r->svc->upstream->npeers + 7) / 8);
+    }
+    r->body_base = c->in->pos;
+    if (r->has_body && r->body_replayable) {
+        /* the whole body is buffered: keep it for retries */
+        r->body_ptr = c->in->pos;
+        c->in->pos += r->head.content_length;
+        r->body_seen = (uint64_t) r->head.content_length;
+        r->body_done = 1;
+    }
+    if (r->head.expect_continue && r->has_body && !r->body_done
+        && r->head.http_minor >= 1 && mg_buf_len(c->in) == 0)
+    {
+        static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+        if (send(c->fd, cont, sizeof(cont) - 1, MSG_NOSIGNAL)
+            != (ssize_t) sizeof(cont) - 1)
+        {
+            mg_http_request_abort(r, mg_err_io);
+            return;
+        }
+        r->continue_sent = 1;
+    }
+    if (!r->body_done) {
+        mg_conn_timer_set(c, mg_worker->conf->client_body_timeout);
+    }
+    mg_proxy_connect(r);
+}
+
+static void
+mg_proxy_connect(mg_request_t *r)
+{
+    const mg_service_t *s = r->svc->service;
+    const char         *err = NULL;
+    mg_upconn_t        *u;
+
+    r->peer = mg_proxy_pick(r);
+    if (r->peer == NULL) {
+        return;
+    }
+    r->tries++;
+    if (r->upstream_start == 0) {
+        r->upstream_start = mg_time_now;
+    }
+    r->bsent = 0;
+    if (mg_proxy_build_head(r) != MG_OK) {
+        mg_http_send_error(r, 500, NULL);
+        return;
+    }
+    u = mg_upconn_get(r->peer, r, mg_proxy_handler, &err);
+    if (u == NULL) {
+        r->ustate = MG_REQ_UPSTREAM_CONNECTING;
+        mg_proxy_next(r, err, 502);
+        return;
+    }
+    r->u = u;
+    if (u->connecting) {
+        r->ustate = MG_REQ_UPSTREAM_CONNECTING;
+        mg_upconn_timer(u, s->connect_timeout);
+        return;
+    }
+    r->ustate = MG_REQ_UPSTREAM_SENDING;
+    mg_proxy_send(r);
+}
+
+/* --- request body -------------------------------------------------- */
+
+static int
+mg_proxy_count_chunk(void *ctx, const char *p, size_t n)
+{
+    mg_request_t *r = ctx;
+    size_t        max = mg_worker->conf->client_max_body_size;
+
+    (void) p;
+    r->body_seen += n;
+    if (max > 0 && r->body_seen > max) {
+        r->body_too_large = 1;
+        return 1;
+    }
+    return 0;
+}
+
+static void
+mg_proxy_send(mg_request_t *r)
+{
+    mg_conn_t          *c = r->conn;
+    mg_buf_t           *b = c->in;
+    mg_upconn_t        *u = r->u;
+    const mg_service_t *s = r->svc->service;
+    struct iovec        iov[2];
+    int                 n = 0;
+    size_t              head_left = r->uhead_len - r->uhead_sent;
+    size_t              span = 0;
+    ssize_t             w;
+
+    if (head_left) {
+        iov[n].iov_base = r->uhead + r->uhead_sent;
+        iov[n].iov_len = head_left;
+        n++;
+    }
+    if (r->has_body && r->body_ptr) {
+        span = (size_t) r->head.content_length - r->bsent;
+        if (span) {
+            iov[n].iov_base = r->body_ptr + r->bsent;
+            iov[n].iov_len = span;
+            n++;
+        }
+    } else if (!r->body_done || r->body_inflight) {
+        size_t avail = mg_buf_len(b);
+        if (r->body_chunked) {
+            if (avail > r->body_inflight && !mg_http_parser_done(&r->parser)) {
+                ssize_t k = mg_http_body_feed(&r->parser, b->pos + r->body_inflight,
+                                              avail - r->body_inflight,
+                                              mg_proxy_count_chunk, r);
+                if (k < 0) {
+                    r->keepalive = 0;
+                    if (r->bsent == 0 && !r->response_started) {
+                        mg_http_send_error(r, r->body_too_large ? 413 : 400, NULL);
+                    } else {
+                        mg_http_request_abort(r, mg_err_io);
+                    }
+                    return;
+                }
+                r->body_inflight += (size_t) k;
+            }
+            span = r->body_inflight;
+        } else {
+            span = (size_t) mg_min((int64_t) avail, r->body_left);
+            r->body_seen += 0;
+        }
+        if (span) {
+            iov[n].iov_base = b->pos;
+            iov[n].iov_len = span;
+            n++;
+        }
+    }
+    if (n == 0) {
+        goto sent;
+    }
+    w = n == 1 ? send(u->fd, iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL)
+               : writev(u->fd, iov, n);
+    if (w < 0) {
+        if (errno == EAGAIN || errno == EINTR) {
+            mg_upconn_want_write(u, 1);
+            mg_upconn_timer(u, s->write_timeout);
+            r->upstream_blocked = 1;
+            return;
+        }
+        mg_proxy_next(r, errno == ECONNRESET || errno == EPIPE ? mg_err_reset
+                                                               : mg_err_io, 502);
+        return;
+    }
+    if ((size_t) w < head_left) {
+        r->uhead_sent += (size_t) w;
+        mg_upconn_want_write(u, 1);
+        mg_upconn_timer(u, s->write_timeout);
+        r->upstream_blocked = 1;
+        return;
+    }
+    r->uhead_sent = r->uhead_len;
+    w -= (ssize_t) head_left;
+    if (r->body_ptr) {
+        r->bsent += (size_t) w;
+    } else if (w > 0) {
+        b->pos += w;
+        r->bsent += (size_t) w;
+        if (r->body_chunked) {
+            r->body_inflight -= (size_t) w;
+            if (r->body_inflight == 0 && mg_http_parser_done(&r->parser)) {
+                r->body_done = 1;
+            }
+        } else {
+            r->body_left -= w;
+            r->body_seen += (uint64_t) w;
+            if (r->body_left == 0) {
+                r->body_done = 1;
+            }
+        }
+        if (mg_buf_len(b) == 0) {
+            b->pos = b->last = r->body_base;
+        }
+        mg_conn_read_resume(c);
+    }
+    if ((size_t) w < span) {
+        mg_upconn_want_write(u, 1);
+        mg_upconn_timer(u, s->write_timeout);
+        r->upstream_blocked = 1;
+        return;
+    }
+
+sent:
+    r->upstream_blocked = 0;
+    mg_upconn_want_write(u, 0);
+    if (r->body_done && r->body_inflight == 0
+        && (!r->body_ptr || r->bsent == (size_t) r->head.content_length))
+    {
+        if (r->ustate == MG_REQ_UPSTREAM_SENDING) {
+            r->ustate = MG_REQ_UPSTREAM_WAITING;
+            mg_conn_timer_set(c, 0);
+            mg_upconn_timer(u, s->read_timeout);
+        }
+        return;
+    }
+    /* waiting for more body from the client */
+    mg_conn_timer_set(c, mg_worker->conf->client_body_timeout);
+    mg_upconn_timer(u, s->read_timeout);
+    mg_conn_read_resume(c);
+}
+
+void
+mg_proxy_client_input(mg_request_t *r)
+{
+    if (r->ustate == MG_REQ_UPSTREAM_SENDING && !r->upstream_blocked
+        && !r->body_done && r->u)
+    {
+        mg_proxy_send(r);
+    } else if (!r->body_done && r->ustate < MG_REQ_UPSTREAM_SENDING) {
+        /* connecting: keep the bytes; stop when the buffer fills */
+        if (mg_buf_room(r->conn->in) == 0) {
+            mg_conn_read_pause(r->conn);
+        }
+    } else if (!r->body_done && r->ustate >= MG_REQ_UPSTREAM_WAITING) {
+        /* response already under way and body still coming: the
+         * upstream answered early; drop what arrives */
+        mg_buf_t *b = r->conn->in;
+        b->pos = b->last = r->body_base;
+    } else if (r->body_done && mg_buf_room(r->conn->in) == 0) {
+        mg_conn_read_pause(r->conn);
+    }
+}
+
+/* --- response ------------------------------------------------------ */
+
+static int
+mg_proxy_skip_resp_header(mg_str_t n)
+{
+#define IS(lit) (n.len == sizeof(lit) - 1 && strncasecmp(n.data, lit, n.len) == 0)
+    switch (n.len) {
+    case 2:  return IS("te");
+    case 7:  return IS("trailer") || IS("upgrade");
+    case 10: return IS("connection") || IS("keep-alive");
+    case 16: return IS("proxy-connection");
+    case 17: return IS("transfer-encoding");
+    }
+    return 0;
+#undef IS
+}
+
+static int
+mg_proxy_build_client_head(mg_request_t *r)
+{
+    mg_conf_t      *conf = mg_worker->conf;
+    mg_http_head_t *h = &r->rhead;
+    size_t          i, cap = 512;
+    char           *p;
+    int             conn_tokens = h->connection.len > 0
+                                  && !mg_str_caseeq_lit(h->connection, "keep-alive")
+                                  && !mg_str_caseeq_lit(h->connection, "close");
+
+    for (i = 0; i < h->nheaders; i++) {
+        cap += h->headers[i].name.len + h->headers[i].value.len + 4;
+    }
+    cap += h->reason.len;
+    p = mg_pool_alloc(r->pool, cap);
+    if (p == NULL) {
+        return MG_ERROR;
+    }
+    r->ohead = p;
+    p += sprintf(p, "HTTP/1.1 %d ", h->status);
+    if (h->reason.len) {
+        APPEND(p, h->reason.data, h->reason.len);
+    } else {
+        const char *rs = mg_http_reason(h->status);
+        APPEND(p, rs, strlen(rs));
+    }
+    APPEND_LIT(p, "\r\n");
+    for (i = 0; i < h->nheaders; i++) {
+        const mg_http_header_t *hd = &h->headers[i];
+        if (mg_proxy_skip_resp_header(hd->name)
+            || (conn_tokens && mg_proxy_conn_token(h->connection, hd->name)))
+        {
+            continue;
+        }
+        APPEND(p, hd->name.data, hd->name.len);
+        *p++ = ':';
+        *p++ = ' ';
+        APPEND(p, hd->value.data, hd->value.len);
+        *p++ = '\r';
+        *p++ = '\n';
+    }
+    if (r->resp_chunked) {
+        APPEND_LIT(p, "Transfer-Encoding: chunked\r\n");
+    }
+    if (conf->headers & MG_HDR_VIA) {
+        APPEND_LIT(p, "Via: 1.1 " MOONGATE_VER "\r\n");
+    }
+    if (conf->headers & MG_HDR_UPSTREAM_LATENCY) {
+        p += sprintf(p, "X-Kong-Upstream-Latency: %d\r\n",
+                     (int) ((r->upstream_first - r->upstream_start) * 1000));
+    }
+    if (conf->headers & MG_HDR_PROXY_LATENCY) {
+        p += sprintf(p, "X-Kong-Proxy-Latency: %d\r\n",
+                     (int) ((r->upstream_start - r->start) * 1000));
+    }
+    if (conf->headers & MG_HDR_UPSTREAM_STATUS) {
+        p += sprintf(p, "X-Kong-Upstream-Status: %d\r\n", h->status);
+    }
+    if (conf->headers & MG_HDR_REQUEST_ID) {
+        APPEND_LIT(p, "X-Kong-Request-Id: ");
+        APPEND(p, r->request_id, 32);
+        APPEND_LIT(p, "\r\n");
+    }
+    if (!r->keepalive) {
+        APPEND_LIT(p, "Connection: close\r\n");
+    } else if (r->head.http_minor == 0) {
+        APPEND_LIT(p, "Connection: keep-alive\r\n");
+    }
+    APPEND_LIT(p, "\r\n");
+    r->out[0].iov_base = r->ohead;
+    r->out[0].iov_len = (size_t) (p - r->ohead);
+    r->nout = 1;
+    return MG_OK;
+}
+
+static void
+mg_proxy_finish(mg_request_t *r)
+{
+    mg_upconn_t *u = r->u;
+    int          ka;
+
+    r->upstream_end = mg_time_now;
+    r->ustate = MG_REQ_UPSTREAM_DONE;
+    if (u) {
+        ka = r->rhead.keepalive && !r->upstream_eof_body && r->body_done
+             && r->body_inflight == 0 && r->uhead_sent == r->uhead_len
+             && (!r->body_ptr || r->bsent == (size_t) r->head.content_length)
+             && !r->upstream_blocked;
+        r->u = NULL;
+        mg_upconn_timer(u, 0);
+        mg_upconn_release(u, ka);
+    }
+    mg_http_request_done(r);
+}
+
+/* Consume what u->in holds.  MG_OK: read more; MG_AGAIN: client blocked;
+ * MG_DONE/MG_ERROR: the request is finished or gone. */
+static int
+mg_proxy_process(mg_request_t *r)
+{
+    mg_upconn_t *u = r->u;
+    mg_buf_t    *b = u->in;
+    size_t       avail, span = 0;
+    int          complete = 0, rc;
+
+    while (!r->rhead.status) {
+        size_t hl, line;
+        hl = mg_http_head_end(b->pos, mg_buf_len(b), &line);
+        if (hl == 0) {
+            if (mg_buf_len(b) >= MG_PROXY_MAX_RESP_HEAD) {
+                mg_log_error("*%llu upstream %s sent too big a header",
+                             (unsigned long long) r->conn->id, r->peer->name);
+                mg_proxy_next(r, "invalid header", 502);
+                return MG_ERROR;
+            }
+            if (mg_buf_room(b) == 0) {
+                mg_buf_t *nb;
+                mg_buf_compact(b);
+                if (mg_buf_room(b) == 0) {
+                    nb = mg_buf_grow(b, MG_PROXY_MAX_RESP_HEAD + MG_BUF_SIZE);
+                    if (nb == NULL) {
+                        mg_proxy_next(r, mg_err_io, 502);
+                        return MG_ERROR;
+                    }
+                    u->in = b = nb;
+                }
+            }
+            return MG_OK;
+        }
+        if (r->rhdrs == NULL) {
+            r->rhdrs = mg_pool_alloc(r->pool, sizeof(mg_http_header_t)
+                                                  * MG_HTTP_MAX_RESP_HEADERS);
+            if (r->rhdrs == NULL) {
+                mg_proxy_next(r, mg_err_io, 502);
+                return MG_ERROR;
+            }
+        }
+        rc = mg_http_parse_head(&r->rparser, MG_HTTP_RESPONSE, b->pos, hl,
+                                &r->rhead, r->rhdrs, MG_HTTP_MAX_RESP_HEADERS,
+                                r->head_method);
+        if (rc != MG_HTTP_OK) {
+            mg_log_error("*%llu upstream %s sent an invalid header (%d)",
+                         (unsigned long long) r->conn->id, r->peer->name, rc);
+            r->rhead.status = 0;
+            mg_proxy_next(r, "invalid header", 502);
+            return MG_ERROR;
+        }
+        if (r->rhead.status >= 100 && r->rhead.status < 200
+            && r->rhead.status != 101)
+        {
+            /* interim response: pass 103 and friends to HTTP/1.1 clients
+             * when the socket takes them at once, else drop them */
+            if (r->head.http_minor >= 1 && r->rhead.status != 100) {
+                ssize_t w = send(r->conn->fd, b->pos, hl, MSG_NOSIGNAL);
+                (void) w;
+            }
+            b->pos += hl;
+            r->rhead.status = 0;
+            continue;
+        }
+        b->pos += hl;
+        r->upstream_status = r->status = r->rhead.status;
+        r->resp_no_body = r->head_method || r->rhead.status == 204
+                          || r->rhead.status == 304 || r->rhead.status < 200;
+        if (!r->resp_no_body) {
+            if (r->rhead.chunked) {
+                r->resp_chunked = 1;
+            } else if (r->rhead.content_length >= 0) {
+                r->resp_left = r->rhead.content_length;
+            } else {
+                r->upstream_eof_body = 1;
+                r->keepalive = 0;
+            }
+        }
+        if (mg_worker->shutting_down) {
+            r->keepalive = 0;
+        }
+        if (mg_proxy_build_client_head(r) != MG_OK) {
+            mg_proxy_next(r, mg_err_io, 502);
+            return MG_ERROR;
+        }
+        break;
+    }
+
+    avail = mg_buf_len(b);
+    if (r->resp_no_body) {
+        complete = 1;
+    } else if (r->resp_chunked) {
+        ssize_t k = avail ? mg_http_body_feed(&r->rparser, b->pos, avail,
+                                              NULL, NULL) : 0;
+        if (k < 0) {
+            mg_log_error("*%llu upstream %s sent invalid chunked response",
+                         (unsigned long long) r->conn->id, r->peer->name);
+            if (r->nout && !r->response_started) {
+                r->nout = 0;
+                mg_proxy_next(r, "invalid chunked body", 502);
+            } else {
+                mg_http_request_abort(r, "invalid chunked body");
+            }
+            return MG_ERROR;
+        }
+        span = (size_t) k;
+        complete = mg_http_parser_done(&r->rparser);
+    } else if (r->resp_left >= 0) {
+        span = (size_t) mg_min((int64_t) avail, r->resp_left);
+        r->resp_left -= (int64_t) span;
+        complete = r->resp_left == 0;
+    } else {
+        span = avail;
+    }
+    if (span) {
+        r->out[r->nout].iov_base = b->pos;
+        r->out[r->nout].iov_len = span;
+        r->nout++;
+        b->pos += span;
+        r->body_sent += span;
+    }
+    if (complete) {
+        r->response_done = 1;
+    }
+    rc = mg_http_write_out(r);
+    if (rc == MG_ERROR) {
+        return MG_ERROR;
+    }
+    if (rc == MG_AGAIN) {
+        ev_io_stop(mg_worker->loop, &u->rev);
+        return MG_AGAIN;
+    }
+    if (b->pos == b->last) {
+        b->pos = b->last = b->start;
+    }
+    if (complete) {
+        mg_proxy_finish(r);
+        return MG_DONE;
+    }
+    return MG_OK;
+}
+
+static void
+mg_proxy_read(mg_request_t *r)
+{
+    const mg_service_t *s = r->svc->service;
+    mg_upconn_t        *u = r->u;
+    mg_buf_t           *b;
+    ssize_t             n;
+    size_t              room;
+    int                 rc;
+
+    for (;;) {
+        if (u->in == NULL && (u->in = mg_buf_get(MG_BUF_SIZE)) == NULL) {
+            mg_proxy_next(r, mg_err_io, 502);
+            return;
+        }
+        b = u->in;
+        room = mg_buf_room(b);
+        if (room == 0) {
+            return;      /* cannot happen: process() drains or grows */
+        }
+        n = recv(u->fd, b->last, room, 0);
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EINTR) {
+                return;
+            }
+            if (r->rhead.status) {
+                mg_log_error("*%llu upstream %s: %s while reading the response",
+                             (unsigned long long) r->conn->id, r->peer->name,
+                             strerror(errno));
+                mg_http_request_abort(r, mg_err_reset);
+                return;
+            }
+            mg_proxy_next(r, errno == ECONNRESET ? mg_err_reset : mg_err_io, 502);
+            return;
+        }
+        if (n == 0) {
+            if (r->rhead.status && r->upstream_eof_body) {
+                r->response_done = 1;
+                r->u = NULL;
+                mg_upconn_close(u);
+                r->upstream_end = mg_time_now;
+                r->ustate = MG_REQ_UPSTREAM_DONE;
+                if (r->nout == 0) {
+                    mg_http_request_done(r);
+                }
+                return;
+            }
+            if (r->rhead.status) {
+                mg_log_error("*%llu upstream %s prematurely closed the "
+                             "connection while reading the response body",
+                             (unsigned long long) r->conn->id, r->peer->name);
+                mg_http_request_abort(r, mg_err_closed);
+                return;
+            }
+            mg_proxy_next(r, mg_err_closed, 502);
+            return;
+        }
+        b->last += n;
+        if (r->upstream_first == 0) {
+            r->upstream_first = mg_time_now;
+            r->ustate = MG_REQ_UPSTREAM_READING;
+        }
+        rc = mg_proxy_process(r);
+        if (rc != MG_OK) {
+            return;
+        }
+        mg_upconn_timer(u, s->read_timeout);
+        if ((size_t) n < room) {
+            return;      /* drained: let epoll say when there is more */
+        }
+    }
+}
+
+void
+mg_proxy_client_writable(mg_request_t *r)
+{
+    mg_upconn_t *u = r->u;
+    int          rc = mg_http_write_out(r);
+
+    if (rc != MG_OK) {
+        return;
+    }
+    if (u && u->in && u->in->pos == u->in->last) {
+        u->in->pos = u->in->last = u->in->start;
+    }
+    if (r->response_done) {
+        if (r->ustate == MG_REQ_UPSTREAM_DONE) {
+            mg_http_request_done(r);
+        } else {
+            mg_proxy_finish(r);
+        }
+        return;
+    }
+    if (u) {
+        ev_io_start(mg_worker->loop, &u->rev);
+        if (u->in && mg_buf_len(u->in) > 0) {
+            mg_proxy_process(r);
+        }
+    }
+}
+
+static void
+mg_proxy_timeout(mg_request_t *r)
+{
+    switch (r->ustate) {
+    case MG_REQ_UPSTREAM_CONNECTING:
+    case MG_REQ_UPSTREAM_SENDING:
+        mg_proxy_next(r, mg_err_timeout, 504);
+        return;
+    case MG_REQ_UPSTREAM_WAITING:
+    case MG_REQ_UPSTREAM_READING:
+        if (r->rhead.status) {
+            mg_log_error("*%llu upstream %s timed out while reading the "
+                         "response body", (unsigned long long) r->conn->id,
+                         r->peer->name);
+            mg_http_request_abort(r, mg_err_timeout);
+            return;
+        }
+        mg_proxy_next(r, mg_err_timeout, 504);
+        return;
+    default:
+        return;
+    }
+}
+
+static void
+mg_proxy_handler(mg_upconn_t *u, int events)
+{
+    mg_request_t *r = u->owner;
+    mg_conn_t    *c = r->conn;
+
+    MG_CONN_ENTER(c);
+    if (events & EV_TIMER) {
+        mg_proxy_timeout(r);
+    } else if (r->ustate == MG_REQ_UPSTREAM_CONNECTING) {
+        int e = mg_upconn_connect_result(u);
+        if (e != 0) {
+            errno = e;
+            mg_proxy_next(r, e == ECONNREFUSED ? mg_err_refused : mg_err_io, 502);
+        } else {
+            mg_upconn_want_write(u, 0);
+            r->ustate = MG_REQ_UPSTREAM_SENDING;
+            mg_proxy_send(r);
+        }
+    } else {
+        if ((events & EV_WRITE) && !r->finalized && r->u == u
+            && r->ustate <= MG_REQ_UPSTREAM_WAITING)
+        {
+            r->upstream_blocked = 0;
+            mg_proxy_send(r);
+        }
+        if ((events & EV_READ) && !r->finalized && r->u == u) {
+            mg_proxy_read(r);
+        }
+    }
+    MG_CONN_LEAVE(c);
+}
+
+void
+mg_proxy_cleanup(mg_request_t *r)
+{
+    if (r->u) {
+        mg_upconn_t *u = r->u;
+        r->u = NULL;
+        mg_upconn_close(u);
+    }
+    if (r->body_ptr && r->conn && r->conn->in) {
+        r->body_ptr = NULL;
+    }
+}

@@ -1,0 +1,723 @@
+/*
+ * mg_http_request.c -- the client side of a request: reading and checking
+ * the head, limits, routing, gateway-generated responses, keep-alive,
+ * pipelining and lingering close.
+ *
+ * Life of a connection: IDLE (no buffer held) -> HEAD (first byte in,
+ * client_header_timeout running) -> ACTIVE (a request exists; the proxy
+ * drives it) -> back to IDLE, or LINGER (our side shut down, draining the
+ * client's unread bytes so our last response is not destroyed by a reset)
+ * -> closed.
+ *
+ * The head stays where it was read for the whole request: every view in
+ * r->head points into conn->in, so the buffer is never compacted or grown
+ * while a request is active; body and pipelined bytes use the room after
+ * the head.
+ */
+#include <errno.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <strings.h>
+#include <unistd.h>
+#include <sys/socket.h>
+#include "mg_http.h"
+#include "../base/mg_log.h"
+#include "../base/mg_pool.h"
+#include "../base/mg_time.h"
+
+#define MG_HTTP_LINGER_MS    5000
+#define MG_HTTP_BODY_ROOM    4096     /* room after a head for body bytes */
+
+const char *
+mg_http_error_message(int status)
+{
+    /* Kong's kong/error_handlers.lua texts */
+    switch (status) {
+    case 400: return "Bad request";
+    case 404: return "Not found";
+    case 405: return "Method not allowed";
+    case 408: return "Request timeout";
+    case 411: return "Length required";
+    case 412: return "Precondition failed";
+    case 413: return "Request size limit exceeded";
+    case 414: return "URI too long";
+    case 417: return "Expectation failed";
+    case 431: return "Request header fields too large";
+    case 494: return "Request header or cookie too large";
+    case 500: return "An unexpected error occurred";
+    case 501: return "Not implemented";
+    case 502: return "An invalid response was received from the upstream server";
+    case 503: return "The upstream server is currently unavailable";
+    case 504: return "The upstream server is timing out";
+    case 505: return "HTTP version not supported";
+    default:  return "The upstream server responded with an error";
+    }
+}
+
+void
+mg_http_conn_init(mg_conn_t *c)
+{
+    c->state = MG_CONN_HEAD;
+    mg_conn_timer_set(c, mg_worker->conf->client_header_timeout);
+}
+
+static mg_request_t *
+mg_http_request_new(mg_conn_t *c)
+{
+    mg_pool_t    *pool = mg_worker_pool_get();
+    mg_request_t *r;
+    uint64_t      a, b;
+    static const char hex[] = "0123456789abcdef";
+    int           i;
+
+    if (pool == NULL) {
+        return NULL;
+    }
+    r = mg_pool_calloc(pool, sizeof(*r));
+    if (r == NULL) {
+        mg_pool_destroy(pool);
+        return NULL;
+    }
+    r->pool = pool;
+    r->conn = c;
+    r->rt = mg_worker->rt;
+    r->start = mg_time_now;
+    r->keepalive = 1;
+    r->resp_left = -1;
+    a = mg_worker_random();
+    b = mg_worker_random();
+    for (i = 0; i < 16; i++) {
+        r->request_id[i] = hex[(a >> (i * 4)) & 15];
+        r->request_id[16 + i] = hex[(b >> (i * 4)) & 15];
+    }
+    r->request_id[32] = '\0';
+    c->req = r;
+    c->state = MG_CONN_ACTIVE;
+    return r;
+}
+
+int
+mg_http_write_out(mg_request_t *r)
+{
+    mg_conn_t *c = r->conn;
+    ssize_t    n;
+    int        i;
+
+    while (r->nout > 0) {
+        n = c->io->writev(c, r->out, r->nout);
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EINTR) {
+                if (errno == EINTR) {
+                    continue;
+                }
+                r->client_blocked = 1;
+                ev_io_start(mg_worker->loop, &c->wev);
+                mg_conn_timer_set(c, mg_worker->conf->send_timeout);
+                return MG_AGAIN;
+            }
+            mg_log_info("*%llu client write failed: %s",
+                        (unsigned long long) c->id, strerror(errno));
+            mg_http_request_abort(r, mg_err_io);
+            return MG_ERROR;
+        }
+        r->bytes_sent += (uint64_t) n;
+        r->response_started = 1;
+        for (i = 0; i < r->nout && n > 0; i++) {
+            if ((size_t) n >= r->out[i].iov_len) {
+                n -= (ssize_t) r->out[i].iov_len;
+                r->out[i].iov_len = 0;
+            } else {
+                r->out[i].iov_base = (char *) r->out[i].iov_base + n;
+                r->out[i].iov_len -= (size_t) n;
+                n = 0;
+            }
+        }
+        /* drop written entries */
+        for (i = 0; i < r->nout && r->out[i].iov_len == 0; i++) { }
+        if (i) {
+            memmove(r->out, r->out + i, (size_t) (r->nout - i) * sizeof(r->out[0]));
+            r->nout -= i;
+        }
+    }
+    if (r->client_blocked) {
+        r->client_blocked = 0;
+        mg_conn_timer_set(c, 0);
+    }
+    return MG_OK;
+}
+
+void
+mg_http_send_error(mg_request_t *r, int status, const char *message)
+{
+    mg_conf_t *conf = mg_worker->conf;
+    char      *p, *end;
+    size_t     blen;
+    char       body[256];
+    int        n;
+
+    if (r->response_started) {
+        mg_http_request_abort(r, r->error ? r->error : mg_err_io);
+        return;
+    }
+    mg_proxy_cleanup(r);
+    r->ustate = MG_REQ_UPSTREAM_NONE;
+    if (message == NULL) {
+        message = mg_http_error_message(status);
+    }
+    n = snprintf(body, sizeof(body), "{\"message\":\"%s\"}\n", message);
+    blen = (size_t) mg_min(n, (int) sizeof(body) - 1);
+    if (!r->body_done || status == 400 || status >= 500) {
+        if (!r->body_done || status == 400) {
+            r->keepalive = 0;
+        }
+    }
+    if (mg_worker->shutting_down) {
+        r->keepalive = 0;
+    }
+    p = mg_pool_alloc(r->pool, 1024 + blen);
+    if (p == NULL) {
+        mg_http_request_abort(r, mg_err_io);
+        return;
+    }
+    r->ohead = p;
+    end = p + 1024;
+    p += snprintf(p, (size_t) (end - p),
+                  "HTTP/1.1 %d %s\r\nDate: %.*s\r\n"
+                  "Content-Type: application/json; charset=utf-8\r\n"
+                  "Content-Length: %zu\r\n%s",
+                  status, mg_http_reason(status), (int) mg_time_http_len,
+                  mg_time_http, blen,
+                  r->keepalive ? "" : "Connection: close\r\n");
+    if (conf->headers & MG_HDR_SERVER) {
+        p += snprintf(p, (size_t) (end - p), "Server: %s\r\n", MOONGATE_VER);
+    }
+    if (conf->headers & MG_HDR_RESPONSE_LATENCY) {
+        p += snprintf(p, (size_t) (end - p), "X-Kong-Response-Latency: %d\r\n",
+                      (int) ((mg_time_now - r->start) * 1000));
+    }
+    if (conf->headers & MG_HDR_REQUEST_ID) {
+        p += snprintf(p, (size_t) (end - p), "X-Kong-Request-Id: %s\r\n",
+                      r->request_id);
+    }
+    p += snprintf(p, (size_t) (end - p), "\r\n");
+    if (!r->head_method) {
+        memcpy(p, body, blen);
+        p += blen;
+    }
+    r->status = status;
+    r->out[0].iov_base = r->ohead;
+    r->out[0].iov_len = (size_t) (p - r->ohead);
+    r->nout = 1;
+    r->response_done = 1;
+    if (mg_http_write_out(r) == MG_OK) {
+        mg_http_request_done(r);
+    }
+}
+
+static void
+mg_http_linger(mg_conn_t *c)
+{
+    if (c->eof) {
+        mg_conn_close(c);
+        return;
+    }
+    shutdown(c->fd, SHUT_WR);
+    c->state = MG_CONN_LINGER;
+    mg_conn_read_resume(c);
+    mg_conn_timer_set(c, MG_HTTP_LINGER_MS);
+}
+
+void
+mg_http_request_abort(mg_request_t *r, const char *why)
+{
+    mg_conn_t *c = r->conn;
+
+    if (r->finalized) {
+        return;
+    }
+    r->finalized = 1;
+    r->error = why;
+    if (r->status == 0) {
+        r->status = 499;
+    }
+    mg_http_log_request(r);
+    mg_conn_close(c);
+}
+
+static void mg_http_process(mg_conn_t *c);
+
+void
+mg_http_request_done(mg_request_t *r)
+{
+    mg_conn_t *c = r->conn;
+    int        keepalive;
+
+    if (r->finalized) {
+        return;
+    }
+    r->finalized = 1;
+    mg_http_log_request(r);
+    keepalive = r->keepalive && r->body_done && !c->eof;
+    c->req = NULL;
+    mg_proxy_cleanup(r);
+    mg_worker_pool_put(r->pool);
+    c->requests++;
+
+    if (!keepalive) {
+        if (c->in) {
+            c->in->pos = c->in->last = c->in->start;
+        }
+        mg_http_linger(c);
+        return;
+    }
+    c->state = MG_CONN_IDLE;
+    mg_conn_read_resume(c);
+    if (c->in && mg_buf_len(c->in) > 0) {
+        /* pipelined: the next head is already here */
+        mg_buf_compact(c->in);
+        c->state = MG_CONN_HEAD;
+        mg_conn_timer_set(c, mg_worker->conf->client_header_timeout);
+        if (!c->in_handler) {
+            mg_http_process(c);
+        } else {
+            ev_feed_event(mg_worker->loop, &c->rev, EV_CUSTOM);
+        }
+        return;
+    }
+    if (c->in) {
+        mg_buf_put(c->in);
+        c->in = NULL;
+    }
+    mg_conn_timer_set(c, mg_worker->shutting_down
+                             ? 1000
+                             : mg_worker->conf->keepalive_timeout);
+}
+
+/* An error before or while parsing the head: answer and close. */
+static void
+mg_http_conn_fail(mg_conn_t *c, int status)
+{
+    mg_request_t *r = c->req ? c->req : mg_http_request_new(c);
+
+    if (r == NULL) {
+        mg_conn_close(c);
+        return;
+    }
+    r->keepalive = 0;
+    mg_http_send_error(r, status, NULL);
+}
+
+static size_t
+mg_http_router_header(void *ctx, mg_str_t name, mg_str_t *out, size_t max)
+{
+    mg_request_t *r = ctx;
+    size_t        i, n = 0;
+
+    for (i = 0; i < r->head.nheaders; i++) {
+        if (mg_str_caseeq(r->head.headers[i].name, name)) {
+            if (n < max) {
+                out[n] = r->head.headers[i].value;
+            }
+            n++;
+        }
+    }
+    return n;
+}
+
+static int
+mg_http_split_uri(mg_request_t *r)
+{
+    mg_str_t    u = r->head.uri;
+    const char *q;
+
+    if (u.len == 0) {
+        return MG_ERROR;
+    }
+    if (u.data[0] != '/') {
+        /* absolute-form: http://host[:port]/path */
+        const char *p = memchr(u.data, ':', u.len), *e = u.data + u.len;
+        if (p == NULL || e - p < 3 || p[1] != '/' || p[2] != '/') {
+            if (u.len == 1 && u.data[0] == '*') {
+                return MG_ERROR;
+            }
+            return MG_ERROR;
+        }
+        p += 3;
+        const char *s = memchr(p, '/', (size_t) (e - p));
+        r->host.data = p;
+        r->host.len = (size_t) ((s ? s : e) - p);
+        if (s == NULL) {
+            mg_str_set(&r->path, "/");
+            r->query.len = 0;
+            return MG_OK;
+        }
+        u.data = s;
+        u.len = (size_t) (e - s);
+    }
+    q = memchr(u.data, '?', u.len);
+    r->path.data = u.data;
+    r->path.len = q ? (size_t) (q - u.data) : u.len;
+    if (q) {
+        r->query.data = q + 1;
+        r->query.len = u.len - r->path.len - 1;
+    }
+    return MG_OK;
+}
+
+static void
+mg_http_split_host(mg_request_t *r)
+{
+    mg_str_t h = r->host.len ? r->host : r->head.host;
+    size_t   i;
+
+    r->host_port = r->conn->local_port;
+    if (h.len && h.data[0] == '[') {
+        const char *e = memchr(h.data, ']', h.len);
+        if (e) {
+            size_t hl = (size_t) (e - h.data) + 1;
+            if (hl + 1 < h.len && e[1] == ':') {
+                r->host_port = (uint16_t) atoi(e + 2);
+            }
+            h.len = hl;
+        }
+        r->host = h;
+        return;
+    }
+    for (i = h.len; i > 0; i--) {
+        if (h.data[i - 1] == ':') {
+            unsigned port = 0;
+            size_t   j;
+            for (j = i; j < h.len && h.data[j] >= '0' && h.data[j] <= '9'; j++) {
+                port = port * 10 + (unsigned) (h.data[j] - '0');
+                if (port > 65535) break;
+            }
+            if (j == h.len && j > i && port <= 65535) {
+                r->host_port = (uint16_t) port;
+            }
+            h.len = i - 1;
+            break;
+        }
+    }
+    r->host = h;
+}
+
+/* A complete head is buffered at c->in->pos: make it a request. */
+static void
+mg_http_start_request(mg_conn_t *c, size_t head_len)
+{
+    mg_conf_t        *conf = mg_worker->conf;
+    mg_request_t     *r;
+    mg_http_header_t *hdrs;
+    mg_router_req_t   rq;
+    const mg_service_t *svc;
+    int               rc;
+    size_t            max = (size_t) conf->max_req_headers;
+
+    r = mg_http_request_new(c);
+    if (r == NULL) {
+        mg_conn_close(c);
+        return;
+    }
+    mg_conn_timer_set(c, 0);
+    hdrs = mg_pool_alloc(r->pool, sizeof(mg_http_header_t) * (max + 1));
+    if (hdrs == NULL) {
+        mg_http_conn_fail(c, 500);
+        return;
+    }
+    rc = mg_http_parse_head(&r->parser, MG_HTTP_REQUEST, c->in->pos, head_len,
+                            &r->head, hdrs, max, 0);
+    r->head_len = head_len;
+    c->in->pos += head_len;
+    if (rc != MG_HTTP_OK) {
+        mg_log_info("*%llu client sent an invalid request (%d)",
+                    (unsigned long long) c->id, rc);
+        r->body_done = 0;
+        mg_http_conn_fail(c, rc);
+        return;
+    }
+    r->head_method = mg_str_eq_lit(r->head.method, "HEAD");
+    r->keepalive = r->head.keepalive && !mg_worker->shutting_down
+                   && (conf->keepalive_requests <= 0
+                       || c->requests + 1 < (uint32_t) conf->keepalive_requests);
+    r->body_chunked = r->head.chunked;
+    r->has_body = r->head.chunked || r->head.content_length > 0;
+    r->body_left = r->head.content_length > 0 ? r->head.content_length : 0;
+    r->body_done = !r->has_body;
+    r->body_replayable = !r->has_body
+        || (!r->body_chunked
+            && (int64_t) mg_buf_len(c->in) >= r->head.content_length);
+
+    if (mg_http_split_uri(r) != MG_OK) {
+        mg_http_send_error(r, 400, NULL);
+        return;
+    }
+    mg_http_split_host(r);
+
+    if (conf->client_max_body_size > 0 && r->head.content_length > 0
+        && (uint64_t) r->head.content_length > conf->client_max_body_size)
+    {
+        mg_log_info("*%llu client intended to send too large body: %lld bytes",
+                    (unsigned long long) c->id,
+                    (long long) r->head.content_length);
+        mg_http_send_error(r, 413, NULL);
+        return;
+    }
+
+    memset(&rq, 0, sizeof(rq));
+    rq.method = r->head.method;
+    rq.host = r->host;
+    rq.port = r->host_port;
+    rq.path = r->path;
+    if (c->ssl) {
+        mg_str_set(&rq.scheme, "https");
+    } else {
+        mg_str_set(&rq.scheme, "http");
+    }
+    rq.get_header = mg_http_router_header;
+    rq.header_ctx = r;
+    if (r->rt == NULL || r->rt->router == NULL
+        || mg_router_match(r->rt->router, &rq, &r->match) != MG_OK)
+    {
+        mg_http_send_error(r, 404, "no Route matched with those values");
+        return;
+    }
+    r->route = r->match.route;
+    svc = r->route->service;
+    if (svc == NULL) {
+        mg_http_send_error(r, 503, "no Service found with those values");
+        return;
+    }
+    r->svc = &r->rt->services[svc->index];
+
+    r->upath = mg_pool_alloc(r->pool, r->path.len + svc->path.len + 2);
+    if (r->upath == NULL) {
+        mg_http_send_error(r, 500, NULL);
+        return;
+    }
+    {
+        ssize_t n = mg_router_upstream_path(&r->match, &rq, svc->path, r->upath,
+                                            r->path.len + svc->path.len + 2);
+        if (n < 0) {
+            mg_http_send_error(r, 500, NULL);
+            return;
+        }
+        r->upath_len = (size_t) n;
+    }
+    mg_proxy_start(r);
+}
+
+/* Try to make a request out of the buffered bytes. */
+static void
+mg_http_process(mg_conn_t *c)
+{
+    mg_conf_t *conf = mg_worker->conf;
+    mg_buf_t  *b = c->in;
+    size_t     line_len, head_len;
+    size_t     line_max = conf->large_client_header_buffer;
+    size_t     head_max = conf->large_client_header_buffer
+                          * conf->large_client_header_buffers;
+
+    if (b == NULL || mg_buf_len(b) == 0) {
+        return;
+    }
+    if (c->state == MG_CONN_IDLE) {
+        c->state = MG_CONN_HEAD;
+        mg_conn_timer_set(c, conf->client_header_timeout);
+    }
+    head_len = mg_http_head_end(b->pos, mg_buf_len(b), &line_len);
+    if (line_len > line_max
+        || (line_len == 0 && head_len == 0 && mg_buf_len(b) > line_max))
+    {
+        mg_http_conn_fail(c, 414);
+        return;
+    }
+    if (head_len == 0) {
+        if (mg_buf_len(b) >= head_max) {
+            mg_http_conn_fail(c, 431);
+            return;
+        }
+        if (mg_buf_room(b) == 0) {
+            mg_buf_t *nb;
+            mg_buf_compact(b);
+            if (mg_buf_room(b) == 0) {
+                nb = mg_buf_grow(b, head_max + MG_HTTP_BODY_ROOM);
+                if (nb == NULL) {
+                    mg_http_conn_fail(c, 500);
+                    return;
+                }
+                c->in = nb;
+            }
+        }
+        return;
+    }
+    if (head_len > head_max) {
+        mg_http_conn_fail(c, 431);
+        return;
+    }
+    /* keep room for body bytes after the head: the head must not move
+     * once parsed */
+    if ((size_t) (b->end - b->pos) < head_len + MG_HTTP_BODY_ROOM) {
+        mg_buf_compact(b);
+        if ((size_t) (b->end - b->pos) < head_len + MG_HTTP_BODY_ROOM) {
+            mg_buf_t *nb = mg_buf_grow(b, head_len + MG_BUF_SIZE);
+            if (nb == NULL) {
+                mg_http_conn_fail(c, 500);
+                return;
+            }
+            c->in = nb;
+        }
+    }
+    mg_http_start_request(c, head_len);
+}
+
+void
+mg_http_conn_read(mg_conn_t *c)
+{
+    ssize_t n;
+    char    drain[4096];
+
+    if (c->state == MG_CONN_LINGER) {
+        for (;;) {
+            n = c->io->recv(c, drain, sizeof(drain));
+            if (n > 0) {
+                continue;
+            }
+            if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+                return;
+            }
+            mg_conn_close(c);
+            return;
+        }
+    }
+    if (c->in == NULL) {
+        c->in = mg_buf_get(MG_BUF_SIZE);
+        if (c->in == NULL) {
+            mg_log_crit("out of memory reading from a client");
+            mg_conn_close(c);
+            return;
+        }
+    }
+    if (mg_buf_room(c->in) == 0) {
+        if (c->req == NULL) {
+            mg_buf_compact(c->in);
+        }
+        if (mg_buf_room(c->in) == 0) {
+            /* a pipelined backlog or a body the upstream is not taking:
+             * stop reading until the request drains the buffer */
+            if (c->req) {
+                mg_conn_read_pause(c);
+                mg_proxy_client_input(c->req);
+            } else {
+                mg_http_process(c);
+            }
+            return;
+        }
+    }
+    n = c->io->recv(c, c->in->last, mg_buf_room(c->in));
+    if (n < 0) {
+        if (errno == EAGAIN || errno == EINTR) {
+            /* a fed event for pipelined bytes lands here */
+            if (c->req == NULL && mg_buf_len(c->in) > 0) {
+                mg_http_process(c);
+            } else if (c->req == NULL && mg_buf_len(c->in) == 0
+                       && c->state == MG_CONN_IDLE)
+            {
+                mg_buf_put(c->in);
+                c->in = NULL;
+            }
+            return;
+        }
+        if (c->req) {
+            mg_http_request_abort(c->req, errno == ECONNRESET ? mg_err_reset
+                                                             : mg_err_io);
+        } else {
+            mg_conn_close(c);
+        }
+        return;
+    }
+    if (n == 0) {
+        c->eof = 1;
+        ev_io_stop(mg_worker->loop, &c->rev);
+        if (c->req == NULL) {
+            mg_conn_close(c);
+            return;
+        }
+        if (!c->req->body_done) {
+            mg_http_request_abort(c->req, mg_err_closed);
+            return;
+        }
+        /* half-close after a complete request: answer, then close */
+        c->req->keepalive = 0;
+        return;
+    }
+    c->in->last += n;
+    if (c->req) {
+        mg_proxy_client_input(c->req);
+    } else {
+        mg_http_process(c);
+    }
+}
+
+void
+mg_http_conn_write(mg_conn_t *c)
+{
+    mg_request_t *r = c->req;
+
+    if (r == NULL) {
+        return;
+    }
+    if (r->response_done && r->ustate == MG_REQ_UPSTREAM_NONE) {
+        /* a gateway-generated response */
+        if (mg_http_write_out(r) == MG_OK) {
+            mg_http_request_done(r);
+        }
+        return;
+    }
+    mg_proxy_client_writable(r);
+}
+
+void
+mg_http_conn_timeout(mg_conn_t *c)
+{
+    mg_request_t *r = c->req;
+
+    switch (c->state) {
+    case MG_CONN_IDLE:
+    case MG_CONN_LINGER:
+        mg_conn_close(c);
+        return;
+    case MG_CONN_HEAD:
+        if (c->in == NULL || mg_buf_len(c->in) == 0) {
+            mg_conn_close(c);      /* never sent a byte: just close */
+            return;
+        }
+        mg_log_info("*%llu client timed out sending the request head",
+                    (unsigned long long) c->id);
+        mg_http_conn_fail(c, 408);
+        return;
+    case MG_CONN_ACTIVE:
+        if (r == NULL) {
+            mg_conn_close(c);
+            return;
+        }
+        if (r->client_blocked) {
+            mg_log_info("*%llu client timed out reading the response",
+                        (unsigned long long) c->id);
+            mg_http_request_abort(r, mg_err_timeout);
+            return;
+        }
+        if (!r->body_done) {
+            mg_log_info("*%llu client timed out sending the request body",
+                        (unsigned long long) c->id);
+            r->keepalive = 0;
+            if (r->response_started) {
+                mg_http_request_abort(r, mg_err_timeout);
+            } else {
+                mg_http_send_error(r, 408, NULL);
+            }
+            return;
+        }
+        return;
+    }
+}

@@ -1,0 +1,242 @@
+/*
+ * main.c -- the command line: start, stop, quit, reload, check, version,
+ * help.  `start` runs the master (mg_master.c) in the foreground unless
+ * --daemon is given; the signal verbs find the master through the pid file
+ * under the prefix.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+#include "mg_core.h"
+#include "base/mg_log.h"
+#include "conf/mg_conf.h"
+#include "conf/mg_config.h"
+#include "event/mg_event.h"
+
+static void
+mg_usage(FILE *f)
+{
+    fprintf(f,
+        "Usage: moongate COMMAND [OPTIONS]\n"
+        "\n"
+        "Commands:\n"
+        "  start [-c FILE] [-p PREFIX] [--daemon]  start the gateway (foreground\n"
+        "                                          unless --daemon)\n"
+        "  stop [-p PREFIX]                        fast stop (SIGTERM)\n"
+        "  quit [-p PREFIX] [--wait SECONDS]       graceful stop: finish in-flight\n"
+        "                                          requests (SIGQUIT)\n"
+        "  reload [-p PREFIX]                      re-read moongate.conf and the\n"
+        "                                          declarative file (SIGHUP)\n"
+        "  check FILE                              validate a declarative file\n"
+        "                                          (.yml/.yaml/.json) or a\n"
+        "                                          moongate.conf (.conf)\n"
+        "  version                                 print the version\n"
+        "  help                                    this text\n"
+        "\n"
+        "Properties come from -c FILE (or PREFIX/moongate.conf), then\n"
+        "MOONGATE_<NAME> environment variables.\n");
+}
+
+typedef struct {
+    const char *conf;
+    const char *prefix;
+    int         daemon;
+    int         wait;
+    const char *file;
+} mg_args_t;
+
+static int
+mg_parse_args(int argc, char **argv, mg_args_t *a)
+{
+    int i;
+
+    memset(a, 0, sizeof(*a));
+    a->wait = 60;
+    for (i = 2; i < argc; i++) {
+        if ((strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--conf") == 0)
+            && i + 1 < argc)
+        {
+            a->conf = argv[++i];
+        } else if ((strcmp(argv[i], "-p") == 0 || strcmp(argv[i], "--prefix") == 0)
+                   && i + 1 < argc)
+        {
+            a->prefix = argv[++i];
+        } else if (strcmp(argv[i], "--daemon") == 0 || strcmp(argv[i], "-d") == 0) {
+            a->daemon = 1;
+        } else if (strcmp(argv[i], "--wait") == 0 && i + 1 < argc) {
+            a->wait = atoi(argv[++i]);
+        } else if (argv[i][0] != '-' && a->file == NULL) {
+            a->file = argv[i];
+        } else {
+            fprintf(stderr, "moongate: unknown option \"%s\"\n", argv[i]);
+            return MG_ERROR;
+        }
+    }
+    return MG_OK;
+}
+
+/* The conf path: -c, else PREFIX/moongate.conf when it exists. */
+static const char *
+mg_conf_default(const mg_args_t *a, char *buf, size_t len)
+{
+    const char *prefix = a->prefix ? a->prefix : getenv("MOONGATE_PREFIX");
+
+    if (a->conf) {
+        return a->conf;
+    }
+    if (prefix) {
+        snprintf(buf, len, "%s/moongate.conf", prefix);
+        if (access(buf, R_OK) == 0) {
+            return buf;
+        }
+    }
+    return NULL;
+}
+
+static int
+mg_cmd_signal(const mg_args_t *a, int sig, const char *verb)
+{
+    char       err[4096], path[4096], buf[32], cbuf[4096];
+    mg_conf_t *conf;
+    FILE      *f;
+    int        pid, i;
+
+    conf = mg_conf_load(mg_conf_default(a, cbuf, sizeof(cbuf)), a->prefix, err,
+                        sizeof(err));
+    if (conf == NULL) {
+        fprintf(stderr, "moongate: %s\n", err);
+        return 1;
+    }
+    mg_conf_path(conf, conf->pid_file, path, sizeof(path));
+    f = fopen(path, "r");
+    if (f == NULL || fgets(buf, sizeof(buf), f) == NULL) {
+        fprintf(stderr, "moongate: not running in %s (no pid file %s)\n",
+                conf->prefix, path);
+        if (f) fclose(f);
+        mg_conf_free(conf);
+        return 1;
+    }
+    fclose(f);
+    pid = atoi(buf);
+    if (pid <= 0 || kill(pid, sig) < 0) {
+        fprintf(stderr, "moongate: cannot signal pid %d: %s\n", pid,
+                strerror(errno));
+        mg_conf_free(conf);
+        return 1;
+    }
+    if (sig == SIGHUP) {
+        printf("moongate: reload signalled (pid %d)\n", pid);
+        mg_conf_free(conf);
+        return 0;
+    }
+    for (i = 0; i < a->wait * 10; i++) {
+        if (kill(pid, 0) < 0 && errno == ESRCH) {
+            printf("moongate: %s\n", verb);
+            mg_conf_free(conf);
+            return 0;
+        }
+        usleep(100 * 1000);
+    }
+    fprintf(stderr, "moongate: pid %d still running after %d s\n", pid, a->wait);
+    mg_conf_free(conf);
+    return 1;
+}
+
+static int
+mg_has_suffix(const char *s, const char *suf)
+{
+    size_t n = strlen(s), m = strlen(suf);
+    return n >= m && strcmp(s + n - m, suf) == 0;
+}
+
+static int
+mg_cmd_check(const mg_args_t *a)
+{
+    mg_config_errors_t errs = { NULL, 0, 0 };
+    mg_config_t       *cf;
+    char               err[8192];
+    size_t             i;
+
+    if (a->file == NULL) {
+        fprintf(stderr, "moongate: check needs a FILE\n");
+        return 2;
+    }
+    if (mg_has_suffix(a->file, ".conf")) {
+        mg_conf_t *conf = mg_conf_load(a->file, NULL, err, sizeof(err));
+        if (conf == NULL) {
+            fprintf(stderr, "%s\n", err);
+            return 1;
+        }
+        mg_conf_free(conf);
+        printf("%s: ok\n", a->file);
+        return 0;
+    }
+    cf = mg_declarative_load_file(a->file, &errs);
+    if (cf == NULL) {
+        for (i = 0; i < errs.n; i++) {
+            fprintf(stderr, "%s: %s\n", a->file, errs.lines[i]);
+        }
+        if (errs.n == 0) {
+            fprintf(stderr, "%s: invalid\n", a->file);
+        }
+        mg_config_errors_free(&errs);
+        return 1;
+    }
+    printf("%s: ok (%zu services, %zu routes, %zu upstreams, %zu targets, "
+           "%zu consumers, %zu plugins)\n", a->file, cf->services_n,
+           cf->routes_n, cf->upstreams_n, cf->targets_n, cf->consumers_n,
+           cf->plugins_n);
+    mg_config_errors_free(&errs);
+    mg_config_free(cf);
+    return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+    mg_args_t   a;
+    const char *cmd;
+    char        cbuf[4096];
+
+    if (argc < 2) {
+        mg_usage(stderr);
+        return 2;
+    }
+    cmd = argv[1];
+    if (strcmp(cmd, "help") == 0 || strcmp(cmd, "-h") == 0
+        || strcmp(cmd, "--help") == 0)
+    {
+        mg_usage(stdout);
+        return 0;
+    }
+    if (strcmp(cmd, "version") == 0 || strcmp(cmd, "-v") == 0
+        || strcmp(cmd, "--version") == 0)
+    {
+        printf("moongate %s\n", MOONGATE_VERSION);
+        return 0;
+    }
+    if (mg_parse_args(argc, argv, &a) != MG_OK) {
+        return 2;
+    }
+    if (strcmp(cmd, "start") == 0) {
+        return mg_master_run(mg_conf_default(&a, cbuf, sizeof(cbuf)), a.prefix,
+                             a.daemon);
+    }
+    if (strcmp(cmd, "stop") == 0) {
+        return mg_cmd_signal(&a, SIGTERM, "stopped");
+    }
+    if (strcmp(cmd, "quit") == 0) {
+        return mg_cmd_signal(&a, SIGQUIT, "stopped gracefully");
+    }
+    if (strcmp(cmd, "reload") == 0) {
+        return mg_cmd_signal(&a, SIGHUP, "reloaded");
+    }
+    if (strcmp(cmd, "check") == 0) {
+        return mg_cmd_check(&a);
+    }
+    fprintf(stderr, "moongate: unknown command \"%s\"\n\n", cmd);
+    mg_usage(stderr);
+    return 2;
+}

@@ -1,0 +1,402 @@
+/*
+ * mg_upstream.c -- the per-config runtime (services -> peers) and upstream
+ * connections with their keep-alive pools.  See mg_upstream.h.
+ *
+ * Pools are LIFO so the warmest connection is reused first and the cold
+ * tail ages out through its idle timer.  An idle pooled connection keeps
+ * its read watcher armed: the server closing it, or sending anything
+ * unasked, closes it here before a request can pick it up.
+ */
+#include <errno.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include "mg_upstream.h"
+#include "../base/mg_log.h"
+#include "../base/mg_time.h"
+#include "../event/mg_event.h"
+#include "../router/mg_router.h"
+
+static int
+mg_peer_resolve(mg_pool_t *pool, mg_peer_t *peer, mg_str_t host,
+                uint16_t port, int default_port)
+{
+    struct addrinfo  hints, *res = NULL;
+    char             h[256], p[8], buf[300];
+    int              rc;
+    size_t           n;
+
+    memset(peer, 0, sizeof(*peer));
+    n = mg_min(host.len, sizeof(h) - 1);
+    memcpy(h, host.data, n);
+    h[n] = '\0';
+    /* "[::1]" as written in a URL */
+    if (n > 2 && h[0] == '[' && h[n - 1] == ']') {
+        memmove(h, h + 1, n - 2);
+        h[n - 2] = '\0';
+    }
+    snprintf(p, sizeof(p), "%u", (unsigned) port);
+    if (port == default_port) {
+        snprintf(buf, sizeof(buf), "%.*s", (int) host.len, host.data);
+    } else {
+        snprintf(buf, sizeof(buf), "%.*s:%u", (int) host.len, host.data,
+                 (unsigned) port);
+    }
+    peer->host = mg_pool_str(pool, buf, strlen(buf));
+
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    rc = getaddrinfo(h, p, &hints, &res);
+    if (rc != 0 || res == NULL) {
+        snprintf(peer->name, sizeof(peer->name), "%s:%s", h, p);
+        mg_log_warn("upstream host \"%s\" does not resolve: %s", h,
+                    gai_strerror(rc));
+        return MG_DECLINED;
+    }
+    memcpy(&peer->addr, res->ai_addr, res->ai_addrlen);
+    peer->addrlen = res->ai_addrlen;
+    peer->resolved = 1;
+    if (res->ai_family == AF_INET6) {
+        char a[INET6_ADDRSTRLEN];
+        inet_ntop(AF_INET6, &((struct sockaddr_in6 *) res->ai_addr)->sin6_addr,
+                  a, sizeof(a));
+        snprintf(peer->name, sizeof(peer->name), "[%s]:%s", a, p);
+    } else {
+        char a[INET_ADDRSTRLEN];
+        inet_ntop(AF_INET, &((struct sockaddr_in *) res->ai_addr)->sin_addr,
+                  a, sizeof(a));
+        snprintf(peer->name, sizeof(peer->name), "%s:%s", a, p);
+    }
+    freeaddrinfo(res);
+    return MG_OK;
+}
+
+mg_runtime_t *
+mg_runtime_build(mg_config_t *cf, char *err, size_t errlen)
+{
+    mg_runtime_t *rt;
+    mg_pool_t    *pool = cf->pool;
+    size_t        i, j;
+
+    rt = mg_pool_calloc(pool, sizeof(*rt));
+    if (rt == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    rt->cf = cf;
+    rt->services = mg_pool_calloc(pool, sizeof(mg_service_rt_t)
+                                            * (cf->services_n + 1));
+    rt->upstreams = mg_pool_calloc(pool, sizeof(mg_upstream_rt_t)
+                                             * (cf->upstreams_n + 1));
+    if (rt->services == NULL || rt->upstreams == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+
+    for (i = 0; i < cf->upstreams_n; i++) {
+        mg_upstream_t    *u = cf->upstreams[i];
+        mg_upstream_rt_t *urt = &rt->upstreams[i];
+
+        u->index = i;
+        urt->balancer = mg_balancer_build(u);
+        if (urt->balancer == NULL) {
+            continue;     /* no target with weight > 0: 503 at request time */
+        }
+        urt->npeers = mg_balancer_size(urt->balancer);
+        urt->peers = mg_pool_calloc(pool, sizeof(mg_peer_t) * urt->npeers);
+        if (urt->peers == NULL) {
+            snprintf(err, errlen, "out of memory");
+            return NULL;
+        }
+        for (j = 0; j < urt->npeers; j++) {
+            const mg_target_t *t = mg_balancer_target(urt->balancer, (int) j);
+            mg_peer_resolve(pool, &urt->peers[j], t->host, t->port, 80);
+            urt->peers[j].target = t;
+        }
+    }
+
+    for (i = 0; i < cf->services_n; i++) {
+        mg_service_t    *s = cf->services[i];
+        mg_service_rt_t *srt = &rt->services[i];
+
+        s->index = i;
+        srt->service = s;
+        srt->tls = mg_str_eq_lit(s->protocol, "https");
+        if (s->upstream) {
+            srt->upstream = &rt->upstreams[s->upstream->index];
+            continue;
+        }
+        srt->peer = mg_pool_calloc(pool, sizeof(mg_peer_t));
+        if (srt->peer == NULL) {
+            snprintf(err, errlen, "out of memory");
+            return NULL;
+        }
+        mg_peer_resolve(pool, srt->peer, s->host, s->port,
+                        srt->tls ? 443 : 80);
+    }
+
+    rt->router = mg_router_build(cf, err, errlen);
+    if (rt->router == NULL) {
+        for (i = 0; i < cf->upstreams_n; i++) {
+            mg_balancer_free(rt->upstreams[i].balancer);
+        }
+        return NULL;
+    }
+    return rt;
+}
+
+void
+mg_runtime_free(mg_runtime_t *rt)
+{
+    size_t i;
+
+    if (rt == NULL) {
+        return;
+    }
+    mg_router_free(rt->router);
+    for (i = 0; i < rt->cf->upstreams_n; i++) {
+        mg_balancer_free(rt->upstreams[i].balancer);
+    }
+    mg_config_free(rt->cf);
+}
+
+/* --- connections --------------------------------------------------- */
+
+static mg_upconn_t *mg_upconn_free_list;
+
+static void
+mg_upconn_io_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    mg_upconn_t *u = w->data;
+    (void) loop;
+    if (w == &u->wev) {
+        ev_io_stop(loop, w);
+        u->write_armed = 0;
+    }
+    u->handler(u, revents & (EV_READ | EV_WRITE));
+}
+
+static void
+mg_upconn_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    mg_upconn_t *u = w->data;
+    (void) revents;
+    ev_timer_stop(loop, w);
+    u->handler(u, EV_TIMER);
+}
+
+static void
+mg_upconn_unlink_idle(mg_upconn_t *u)
+{
+    mg_peer_t *p = u->peer;
+
+    if (u->prev) u->prev->next = u->next; else p->idle = u->next;
+    if (u->next) u->next->prev = u->prev;
+    u->next = u->prev = NULL;
+    p->nidle--;
+}
+
+/* Idle pooled connection: any event means it is no longer usable. */
+static void
+mg_upconn_idle_handler(mg_upconn_t *u, int events)
+{
+    char c;
+
+    if (events & EV_READ) {
+        ssize_t n = recv(u->fd, &c, 1, MSG_PEEK);
+        if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+            return;
+        }
+        mg_log_debug("upstream %s closed an idle keep-alive connection",
+                     u->peer->name);
+    }
+    mg_upconn_unlink_idle(u);
+    mg_upconn_close(u);
+}
+
+void
+mg_upconn_want_write(mg_upconn_t *u, int on)
+{
+    if (on && !u->write_armed) {
+        u->write_armed = 1;
+        ev_io_start(mg_worker->loop, &u->wev);
+    } else if (!on && u->write_armed) {
+        u->write_armed = 0;
+        ev_io_stop(mg_worker->loop, &u->wev);
+    }
+}
+
+void
+mg_upconn_timer(mg_upconn_t *u, int msec)
+{
+    if (msec <= 0) {
+        ev_timer_stop(mg_worker->loop, &u->timer);
+        return;
+    }
+    u->timer.repeat = msec / 1000.0;
+    ev_timer_again(mg_worker->loop, &u->timer);
+}
+
+mg_upconn_t *
+mg_upconn_get(mg_peer_t *peer, void *owner, mg_upconn_handler_pt handler,
+              const char **err)
+{
+    struct ev_loop *loop = mg_worker->loop;
+    mg_upconn_t    *u;
+    int             fd, one = 1;
+
+    if ((u = peer->idle) != NULL) {
+        mg_upconn_unlink_idle(u);
+        ev_timer_stop(loop, &u->timer);
+        u->owner = owner;
+        u->handler = handler;
+        u->reused = 1;
+        peer->active++;
+        return u;
+    }
+
+    fd = socket(peer->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK
+                                          | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        mg_log_error("socket() for upstream %s failed: %s", peer->name,
+                     strerror(errno));
+        *err = mg_err_io;
+        return NULL;
+    }
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (connect(fd, (struct sockaddr *) &peer->addr, peer->addrlen) < 0
+        && errno != EINPROGRESS)
+    {
+        *err = errno == ECONNREFUSED ? mg_err_refused : mg_err_io;
+        mg_log_error("connect() to %s failed: %s", peer->name,
+                     strerror(errno));
+        close(fd);
+        return NULL;
+    }
+    if ((u = mg_upconn_free_list) != NULL) {
+        mg_upconn_free_list = u->next;
+    } else if ((u = malloc(sizeof(*u))) == NULL) {
+        close(fd);
+        *err = mg_err_io;
+        return NULL;
+    }
+    memset(u, 0, sizeof(*u));
+    u->fd = fd;
+    u->peer = peer;
+    u->owner = owner;
+    u->handler = handler;
+    u->connecting = 1;
+    ev_io_init(&u->rev, mg_upconn_io_cb, fd, EV_READ);
+    ev_io_init(&u->wev, mg_upconn_io_cb, fd, EV_WRITE);
+    ev_init(&u->timer, mg_upconn_timer_cb);
+    u->rev.data = u->wev.data = u->timer.data = u;
+    ev_io_start(loop, &u->rev);
+    mg_upconn_want_write(u, 1);
+    peer->active++;
+    return u;
+}
+
+int
+mg_upconn_connect_result(mg_upconn_t *u)
+{
+    int       e = 0;
+    socklen_t l = sizeof(e);
+
+    if (getsockopt(u->fd, SOL_SOCKET, SO_ERROR, &e, &l) < 0) {
+        e = errno;
+    }
+    if (e == 0) {
+        u->connecting = 0;
+    }
+    return e;
+}
+
+void
+mg_upconn_close(mg_upconn_t *u)
+{
+    struct ev_loop *loop = mg_worker->loop;
+
+    ev_io_stop(loop, &u->rev);
+    ev_io_stop(loop, &u->wev);
+    ev_timer_stop(loop, &u->timer);
+    if (u->owner) {
+        u->peer->active--;
+    }
+    if (u->in) {
+        mg_buf_put(u->in);
+        u->in = NULL;
+    }
+    close(u->fd);
+    u->fd = -1;
+    u->next = mg_upconn_free_list;
+    mg_upconn_free_list = u;
+}
+
+void
+mg_upconn_release(mg_upconn_t *u, int keepalive)
+{
+    mg_conf_t *conf = mg_worker->conf;
+    mg_peer_t *p = u->peer;
+
+    u->requests++;
+    if (!keepalive || mg_worker->shutting_down
+        || (conf->upstream_keepalive_max_requests > 0
+            && u->requests >= (uint32_t) conf->upstream_keepalive_max_requests)
+        || p->nidle >= conf->upstream_keepalive_pool_size
+        || (u->in && mg_buf_len(u->in) > 0))
+    {
+        mg_upconn_close(u);
+        return;
+    }
+    p->active--;
+    u->owner = NULL;
+    u->handler = mg_upconn_idle_handler;
+    u->reused = 0;
+    mg_upconn_want_write(u, 0);
+    if (u->in) {
+        mg_buf_put(u->in);
+        u->in = NULL;
+    }
+    u->prev = NULL;
+    u->next = p->idle;
+    if (p->idle) p->idle->prev = u;
+    p->idle = u;
+    p->nidle++;
+    mg_upconn_timer(u, conf->upstream_keepalive_idle_timeout);
+}
+
+static void
+mg_upconn_close_peer_idle(mg_peer_t *p)
+{
+    mg_upconn_t *u;
+
+    while ((u = p->idle) != NULL) {
+        mg_upconn_unlink_idle(u);
+        mg_upconn_close(u);
+    }
+}
+
+void
+mg_upconn_close_idle(mg_runtime_t *rt)
+{
+    size_t i, j;
+
+    if (rt == NULL) {
+        return;
+    }
+    for (i = 0; i < rt->cf->services_n; i++) {
+        if (rt->services[i].peer) {
+            mg_upconn_close_peer_idle(rt->services[i].peer);
+        }
+    }
+    for (i = 0; i < rt->cf->upstreams_n; i++) {
+        for (j = 0; j < rt->upstreams[i].npeers; j++) {
+            mg_upconn_close_peer_idle(&rt->upstreams[i].peers[j]);
+        }
+    }
+}

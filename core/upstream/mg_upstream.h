@@ -1,0 +1,110 @@
+/*
+ * mg_upstream.h -- where requests go: peers, keep-alive pools, upstream
+ * connections, and the per-config runtime that ties services to them.
+ *
+ * The runtime is built from a config snapshot before workers fork (and
+ * again by the new workers' master on reload): each service gets either a
+ * single peer (its host resolved once) or an upstream entity's balancer
+ * plus one peer per target.  A peer owns its keep-alive pool, so the
+ * request path finds a pooled connection with a pointer read, no hashing.
+ *
+ * Names are resolved with getaddrinfo() at build time, outside the
+ * request path; asynchronous DNS with TTLs (c-ares) replaces this in the
+ * DNS issue.  A name that does not resolve leaves its peer unresolved and
+ * requests to it get Kong's 503 "name resolution failed".
+ */
+#ifndef MG_UPSTREAM_H
+#define MG_UPSTREAM_H
+
+#include <ev.h>
+#include <sys/socket.h>
+#include "../mg_core.h"
+#include "../base/mg_buf.h"
+#include "../conf/mg_config.h"
+#include "../conf/mg_conf.h"
+#include "mg_balancer.h"
+
+typedef struct mg_upconn_s mg_upconn_t;
+
+typedef struct mg_peer_s {
+    struct sockaddr_storage addr;
+    socklen_t               addrlen;
+    int                     resolved;
+    char                    name[280];     /* "127.0.0.1:9000" for logs */
+    mg_str_t                host;          /* host[:port] for the Host header */
+    const mg_target_t      *target;        /* NULL for a service's own host */
+    mg_upconn_t            *idle;          /* LIFO of idle connections */
+    int                     nidle;
+    int                     active;        /* connections in use */
+} mg_peer_t;
+
+typedef struct {
+    mg_balancer_t  *balancer;    /* NULL when no target has weight > 0 */
+    mg_peer_t      *peers;       /* indexed like the balancer */
+    size_t          npeers;
+} mg_upstream_rt_t;
+
+typedef struct {
+    const mg_service_t *service;
+    mg_peer_t          *peer;      /* when the host is not an upstream */
+    mg_upstream_rt_t   *upstream;  /* when it is */
+    int                 tls;       /* https service */
+} mg_service_rt_t;
+
+struct mg_runtime_s {
+    mg_config_t        *cf;
+    mg_router_t        *router;
+    mg_service_rt_t    *services;    /* indexed by mg_service_t.index */
+    mg_upstream_rt_t   *upstreams;   /* indexed by mg_upstream_t.index */
+};
+
+/* Build the runtime for cf (takes ownership of cf on success). */
+mg_runtime_t *mg_runtime_build(mg_config_t *cf, char *err, size_t errlen);
+void mg_runtime_free(mg_runtime_t *rt);
+
+/* An upstream connection: pooled when idle, owned by a request in use. */
+typedef void (*mg_upconn_handler_pt)(mg_upconn_t *u, int events);
+
+struct mg_upconn_s {
+    int                 fd;
+    ev_io               rev;
+    ev_io               wev;
+    ev_timer            timer;
+    mg_buf_t           *in;
+    mg_peer_t          *peer;
+    void               *owner;       /* the request using it, NULL idle */
+    mg_upconn_handler_pt handler;    /* called with EV_READ/EV_WRITE/EV_TIMER */
+    uint32_t            requests;    /* requests sent on this connection */
+    unsigned            connecting:1;
+    unsigned            reused:1;    /* came from the keep-alive pool */
+    unsigned            write_armed:1;
+    mg_upconn_t        *next;        /* idle list */
+    mg_upconn_t        *prev;
+    double              idle_since;
+};
+
+/*
+ * Get a connection to peer: a pooled one (reused = 1) or a new
+ * non-blocking connect in progress (connecting = 1; the handler gets
+ * EV_WRITE when it completes or fails).  NULL with *err set when the
+ * socket cannot be created or the connect fails at once.
+ */
+mg_upconn_t *mg_upconn_get(mg_peer_t *peer, void *owner,
+                           mg_upconn_handler_pt handler, const char **err);
+
+/* Return a connection that finished a response cleanly to its pool (or
+ * close it when the pool is full or it served its maximum). */
+void mg_upconn_release(mg_upconn_t *u, int keepalive);
+void mg_upconn_close(mg_upconn_t *u);
+
+/* Arm/disarm write interest and the timer (msec, 0 = stop). */
+void mg_upconn_want_write(mg_upconn_t *u, int on);
+void mg_upconn_timer(mg_upconn_t *u, int msec);
+
+/* Drop every idle pooled connection (graceful stop). */
+void mg_upconn_close_idle(mg_runtime_t *rt);
+
+/* Result of a completed connect: 0, or the errno. */
+int mg_upconn_connect_result(mg_upconn_t *u);
+
+#endif
