@@ -82,8 +82,7 @@ fuzz:
 	@mkdir -p build-fuzz
 	clang -g -O1 -fsanitize=fuzzer,address,undefined -std=gnu11 -D_GNU_SOURCE \
 	    -DMG_DEBUG_PALLOC -Icore $(PKG_CFLAGS) -o build-fuzz/fuzz_http \
-	    spec/fuzz/fuzz_http.c $(filter-out core/main.c,$(CORE_SRCS)) \
-	    $(LDLIBS)
+	    spec/fuzz/fuzz_http.c core/http/mg_http_parser.c -lhttp_parser
 	@mkdir -p build-fuzz/corpus
 	build-fuzz/fuzz_http -max_total_time=$(FUZZ_SECONDS) \
 	    -max_len=8192 build-fuzz/corpus spec/fuzz/corpus

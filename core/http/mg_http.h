@@ -114,6 +114,9 @@ void mg_http_conn_timeout(mg_conn_t *c);
 
 /* Answer with a gateway-generated JSON error (Kong's shape) and finish. */
 void mg_http_send_error(mg_request_t *r, int status, const char *message);
+/* The same with extra header lines ("Name: value\r\n"...) or NULL. */
+void mg_http_send_error_hdr(mg_request_t *r, int status, const char *message,
+                            const char *extra);
 
 /* Called when the response to r has been fully handed to the client. */
 void mg_http_request_done(mg_request_t *r);

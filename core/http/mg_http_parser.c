@@ -79,6 +79,9 @@ mg_http_on_header_field(http_parser *hp, const char *at, size_t n)
     mg_http_cb_t   *cb = hp->data;
     mg_http_head_t *h = cb->head;
 
+    if (h == NULL) {
+        return 0;       /* a chunked trailer: framing only, not kept */
+    }
     if (h->nheaders >= cb->max) {
         cb->err = MG_HTTP_E_HEADERS_TOO_LARGE;
         return 1;
@@ -97,6 +100,9 @@ mg_http_on_header_value(http_parser *hp, const char *at, size_t n)
     mg_http_cb_t     *cb = hp->data;
     mg_http_header_t *hdr;
 
+    if (cb->head == NULL) {
+        return 0;
+    }
     if (cb->head->nheaders == 0) {
         return 1;
     }
@@ -142,6 +148,27 @@ static const http_parser_settings mg_http_settings = {
     .on_headers_complete = mg_http_on_headers_complete,
     .on_body = mg_http_on_body,
     .on_message_complete = mg_http_on_message_complete,
+};
+
+/* RFC 9110 tchar: what a header name may contain.  http-parser 2.9 lets
+ * some bytes through (a space, for one), and "Transfer-Encoding : chunked"
+ * read differently by two hops is how requests get smuggled. */
+static const uint8_t mg_http_tchar[256] = {
+    ['!'] = 1, ['#'] = 1, ['$'] = 1, ['%'] = 1, ['&'] = 1, ['\''] = 1,
+    ['*'] = 1, ['+'] = 1, ['-'] = 1, ['.'] = 1, ['^'] = 1, ['_'] = 1,
+    ['`'] = 1, ['|'] = 1, ['~'] = 1,
+    ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1,
+    ['6'] = 1, ['7'] = 1, ['8'] = 1, ['9'] = 1,
+    ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1,
+    ['G'] = 1, ['H'] = 1, ['I'] = 1, ['J'] = 1, ['K'] = 1, ['L'] = 1,
+    ['M'] = 1, ['N'] = 1, ['O'] = 1, ['P'] = 1, ['Q'] = 1, ['R'] = 1,
+    ['S'] = 1, ['T'] = 1, ['U'] = 1, ['V'] = 1, ['W'] = 1, ['X'] = 1,
+    ['Y'] = 1, ['Z'] = 1,
+    ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1,
+    ['g'] = 1, ['h'] = 1, ['i'] = 1, ['j'] = 1, ['k'] = 1, ['l'] = 1,
+    ['m'] = 1, ['n'] = 1, ['o'] = 1, ['p'] = 1, ['q'] = 1, ['r'] = 1,
+    ['s'] = 1, ['t'] = 1, ['u'] = 1, ['v'] = 1, ['w'] = 1, ['x'] = 1,
+    ['y'] = 1, ['z'] = 1,
 };
 
 static int
@@ -237,6 +264,18 @@ mg_http_parse_head(mg_http_parser_t *parser, int type, const char *p,
 
     for (i = 0; i < head->nheaders; i++) {
         mg_http_header_t *h = &hdrs[i];
+        size_t            k;
+        if (h->name.len == 0) {
+            return MG_HTTP_E_BAD;
+        }
+        for (k = 0; k < h->name.len; k++) {
+            if (!mg_http_tchar[(unsigned char) h->name.data[k]]) {
+                return MG_HTTP_E_BAD;
+            }
+        }
+        if (memchr(h->value.data, '\0', h->value.len) != NULL) {
+            return MG_HTTP_E_BAD;
+        }
         switch (h->name.len) {
         case 4:
             if (strncasecmp(h->name.data, "host", 4) == 0) {

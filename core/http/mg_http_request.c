@@ -150,6 +150,13 @@ mg_http_write_out(mg_request_t *r)
 void
 mg_http_send_error(mg_request_t *r, int status, const char *message)
 {
+    mg_http_send_error_hdr(r, status, message, NULL);
+}
+
+void
+mg_http_send_error_hdr(mg_request_t *r, int status, const char *message,
+                       const char *extra)
+{
     mg_conf_t *conf = mg_worker->conf;
     char      *p, *end;
     size_t     blen;
@@ -175,13 +182,13 @@ mg_http_send_error(mg_request_t *r, int status, const char *message)
     if (mg_worker->shutting_down) {
         r->keepalive = 0;
     }
-    p = mg_pool_alloc(r->pool, 1024 + blen);
+    p = mg_pool_alloc(r->pool, 1024 + blen + (extra ? strlen(extra) : 0));
     if (p == NULL) {
         mg_http_request_abort(r, mg_err_io);
         return;
     }
     r->ohead = p;
-    end = p + 1024;
+    end = p + 1024 + (extra ? strlen(extra) : 0);
     p += snprintf(p, (size_t) (end - p),
                   "HTTP/1.1 %d %s\r\nDate: %.*s\r\n"
                   "Content-Type: application/json; charset=utf-8\r\n"
@@ -189,6 +196,9 @@ mg_http_send_error(mg_request_t *r, int status, const char *message)
                   status, mg_http_reason(status), (int) mg_time_http_len,
                   mg_time_http, blen,
                   r->keepalive ? "" : "Connection: close\r\n");
+    if (extra) {
+        p += snprintf(p, (size_t) (end - p), "%s", extra);
+    }
     if (conf->headers & MG_HDR_SERVER) {
         p += snprintf(p, (size_t) (end - p), "Server: %s\r\n", MOONGATE_VER);
     }
@@ -468,7 +478,20 @@ mg_http_start_request(mg_conn_t *c, size_t head_len)
     rq.method = r->head.method;
     rq.host = r->host;
     rq.port = r->host_port;
-    rq.path = r->path;
+    {
+        /* Kong routes on the normalized path (percent-decoding of
+         * unreserved bytes, dot segments, repeated slashes) */
+        char   *np = mg_pool_alloc(r->pool, r->path.len + 1);
+        ssize_t nl = np ? mg_router_path_normalize(r->path.data, r->path.len,
+                                                   np, r->path.len + 1)
+                        : -1;
+        if (nl < 0) {
+            mg_http_send_error(r, 400, NULL);
+            return;
+        }
+        rq.path.data = np;
+        rq.path.len = (size_t) nl;
+    }
     if (c->ssl) {
         mg_str_set(&rq.scheme, "https");
     } else {
@@ -483,6 +506,26 @@ mg_http_start_request(mg_conn_t *c, size_t head_len)
         return;
     }
     r->route = r->match.route;
+    if (mg_router_https_required(r->route, rq.scheme)) {
+        int code = r->route->https_redirect_status_code;
+        if (code == 426) {
+            mg_http_send_error_hdr(r, 426, "Please use HTTPS protocol",
+                                   "Connection: Upgrade\r\n"
+                                   "Upgrade: TLS/1.2, HTTP/1.1\r\n");
+        } else {
+            size_t n = r->host.len + r->head.uri.len + 32;
+            char  *loc = mg_pool_alloc(r->pool, n);
+            if (loc == NULL) {
+                mg_http_send_error(r, 500, NULL);
+                return;
+            }
+            snprintf(loc, n, "Location: https://%.*s%.*s\r\n",
+                     (int) r->host.len, r->host.data,
+                     (int) r->head.uri.len, r->head.uri.data);
+            mg_http_send_error_hdr(r, code, "Moved", loc);
+        }
+        return;
+    }
     svc = r->route->service;
     if (svc == NULL) {
         mg_http_send_error(r, 503, "no Service found with those values");
@@ -490,14 +533,15 @@ mg_http_start_request(mg_conn_t *c, size_t head_len)
     }
     r->svc = &r->rt->services[svc->index];
 
-    r->upath = mg_pool_alloc(r->pool, r->path.len + svc->path.len + 2);
+    /* the upstream path is re-escaped: a byte may become three */
+    r->upath = mg_pool_alloc(r->pool, 3 * (rq.path.len + svc->path.len) + 2);
     if (r->upath == NULL) {
         mg_http_send_error(r, 500, NULL);
         return;
     }
     {
         ssize_t n = mg_router_upstream_path(&r->match, &rq, svc->path, r->upath,
-                                            r->path.len + svc->path.len + 2);
+                                            3 * (rq.path.len + svc->path.len) + 2);
         if (n < 0) {
             mg_http_send_error(r, 500, NULL);
             return;

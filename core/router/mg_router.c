@@ -69,7 +69,16 @@
 #define RT_NONE        UINT32_MAX
 #define RT_MAX_HEADER_VALUES 32
 
-enum { RT_HOST_EXACT, RT_HOST_SUFFIX, RT_HOST_PREFIX, RT_HOST_ODD };
+/* Host entry kinds.  The ODD ones ("*x", "x*": a wildcard without its
+ * dot, which Kong's schema rejects) are matched like Kong's ATC would
+ * but not indexed: they sit in the host-less bucket. */
+enum {
+    RT_HOST_EXACT,
+    RT_HOST_SUFFIX,
+    RT_HOST_PREFIX,
+    RT_HOST_ODD_SUFFIX,
+    RT_HOST_ODD_PREFIX
+};
 
 typedef struct {
     mg_str_t    orig;      /* as configured: reported in matched_host */
@@ -656,11 +665,11 @@ rt_route_compile(mg_router_t *r, const mg_route_t *route, rt_route_t *rt,
             h->kind = RT_HOST_PREFIX;          /* keep the dot */
             name.len--;
         } else if (name.len && name.data[0] == '*') {
-            h->kind = RT_HOST_ODD;             /* "*x": suffix "x" */
+            h->kind = RT_HOST_ODD_SUFFIX;      /* "*x": suffix "x" */
             name.data++;
             name.len--;
         } else if (name.len && name.data[name.len - 1] == '*') {
-            h->kind = RT_HOST_ODD + 1;         /* "x*": prefix "x" */
+            h->kind = RT_HOST_ODD_PREFIX;      /* "x*": prefix "x" */
             name.len--;
         }
         h->name = rt_lower_dup(pool, name.data, name.len);
@@ -1153,7 +1162,7 @@ rt_host_match(const rt_host_t *h, const mg_router_req_t *req)
     case RT_HOST_EXACT:
         return mg_str_caseeq(req->host, h->name);
     case RT_HOST_SUFFIX:
-    case RT_HOST_ODD:
+    case RT_HOST_ODD_SUFFIX:
         return rt_has_suffix_ci(req->host, h->name);
     default:
         return rt_has_prefix_ci(req->host, h->name);
@@ -1202,21 +1211,20 @@ rt_headers_match(const mg_router_t *r, const rt_route_t *rt,
     return 1;
 }
 
-/* Does entry e match req?  Fills *m when it does. */
+/*
+ * Does entry e match req?  Cheap checks first, regexes last.  *m is
+ * written only once the entry is known to match (the regex is the last
+ * test), so a failed candidate never spoils the best match so far.
+ */
 static int
 rt_entry_match(const mg_router_t *r, const rt_entry_t *e,
                const mg_router_req_t *req, mg_router_match_t *m)
 {
     const rt_route_t *rt = e->rt;
     const mg_route_t *route = rt->route;
-    size_t            i;
+    mg_str_t          host = mg_null_string, path = mg_null_string;
+    size_t            i, plen = 0, ncap = 0;
     int               hit;
-
-    m->matched_host.data = NULL;
-    m->matched_host.len = 0;
-    m->matched_path = m->matched_host;
-    m->prefix_len = 0;
-    m->ncaptures = 0;
 
     if (route->methods.n) {
         for (i = 0, hit = 0; i < route->methods.n && !hit; i++) {
@@ -1228,14 +1236,13 @@ rt_entry_match(const mg_router_t *r, const rt_entry_t *e,
     }
 
     if (rt->nhosts) {
-        for (i = 0, hit = 0; i < rt->nhosts; i++) {
+        for (i = 0; i < rt->nhosts; i++) {
             if (rt_host_match(&rt->hosts[i], req)) {
-                m->matched_host = rt->hosts[i].orig;
-                hit = 1;
+                host = rt->hosts[i].orig;
                 break;
             }
         }
-        if (!hit) {
+        if (i == rt->nhosts) {
             return 0;
         }
     }
@@ -1254,18 +1261,17 @@ rt_entry_match(const mg_router_t *r, const rt_entry_t *e,
     }
 
     if (e->npaths && !e->is_regex) {
-        for (i = 0, hit = 0; i < e->npaths; i++) {
+        for (i = 0; i < e->npaths; i++) {
             mg_str_t p = e->paths[i];
             if (req->path.len >= p.len
                 && memcmp(req->path.data, p.data, p.len) == 0)
             {
-                m->matched_path = e->orig[i];
-                m->prefix_len = p.len;
-                hit = 1;
+                path = e->orig[i];
+                plen = p.len;
                 break;
             }
         }
-        if (!hit) {
+        if (i == e->npaths) {
             return 0;
         }
     }
@@ -1284,11 +1290,12 @@ rt_entry_match(const mg_router_t *r, const rt_entry_t *e,
                 continue;
             }
             ov = pcre2_get_ovector_pointer(r->md);
-            m->matched_path = e->orig[i];
-            m->prefix_len = ov[1];
+            path = e->orig[i];
+            plen = ov[1];
             /* Kong: captures only when the regex has groups; [0] is the
              * whole match, unset groups are empty views with NULL data. */
             ng = re->ngroups;
+            ncap = 0;
             if (ng) {
                 ng = mg_min(ng + 1, (uint32_t) MG_ROUTER_MAX_CAPTURES);
                 for (g = 0; g < ng; g++) {
@@ -1301,7 +1308,7 @@ rt_entry_match(const mg_router_t *r, const rt_entry_t *e,
                     }
                     m->capture_names[g] = re->names[g];
                 }
-                m->ncaptures = ng;
+                ncap = ng;
             }
             break;
         }
@@ -1311,42 +1318,71 @@ rt_entry_match(const mg_router_t *r, const rt_entry_t *e,
     }
 
     m->route = route;
+    m->ncaptures = ncap;
+    m->matched_host = host;
+    m->matched_path = path;
+    m->prefix_len = plen;
     return 1;
 }
 
-/* Search one bucket's trie for an entry ranked better than *best. */
+/* Scan one trie node's list (ascending ranks) for a better match. */
+static inline void
+rt_scan(const mg_router_t *r, const rt_node_t *node,
+        const mg_router_req_t *req, uint32_t *best, mg_router_match_t *m)
+{
+    uint32_t i;
+
+    if (node->sub_min >= *best) {
+        return;
+    }
+    for (i = 0; i < node->nlist; i++) {
+        uint32_t rank = r->lists[node->list + i];
+        if (rank >= *best) {
+            return;
+        }
+        if (rt_entry_match(r, &r->entries[rank], req, m)) {
+            *best = rank;
+            return;
+        }
+    }
+}
+
+#define RT_WALK_DEPTH 64
+
+/*
+ * Search one bucket's trie for an entry ranked better than *best.  The
+ * nodes along the path are collected first and scanned deepest first:
+ * longer prefixes rank higher, so the first match found usually cuts the
+ * shallower lists short.  Order only affects speed; the lowest rank wins
+ * whatever the order.
+ */
 static void
 rt_walk(const mg_router_t *r, uint32_t root, const mg_router_req_t *req,
         uint32_t *best, mg_router_match_t *m)
 {
-    const rt_node_t   *node = &r->nodes[root];
-    const char        *path = req->path.data;
-    size_t             len = req->path.len, pos = 0, i;
-    mg_router_match_t  tmp;
+    const rt_node_t *stack[RT_WALK_DEPTH];
+    const rt_node_t *node = &r->nodes[root];
+    const char      *path = req->path.data;
+    size_t           len = req->path.len, pos = 0;
+    int              depth = 0;
 
     for (;;) {
-        if (node->sub_min >= *best) {
-            return;
-        }
-        for (i = 0; i < node->nlist; i++) {
-            uint32_t rank = r->lists[node->list + i];
-            if (rank >= *best) {
-                break;
+        if (node->nlist) {
+            if (depth == RT_WALK_DEPTH) {
+                while (depth > 0) {
+                    rt_scan(r, stack[--depth], req, best, m);
+                }
             }
-            if (rt_entry_match(r, &r->entries[rank], req, &tmp)) {
-                *best = rank;
-                memcpy(m, &tmp, sizeof(tmp));
-                break;
-            }
+            stack[depth++] = node;
         }
         if (pos == len || node->nkids == 0) {
-            return;
+            break;
         }
         {
             /* children sorted by first label byte: binary search */
-            uint32_t       lo = node->kids, hi = node->kids + node->nkids;
-            unsigned char  c = (unsigned char) path[pos];
-            const rt_node_t *kid = NULL;
+            uint32_t         lo = node->kids, hi = node->kids + node->nkids;
+            unsigned char    c = (unsigned char) path[pos];
+            const rt_node_t *kid;
 
             while (lo < hi) {
                 uint32_t mid = lo + (hi - lo) / 2;
@@ -1356,17 +1392,21 @@ rt_walk(const mg_router_t *r, uint32_t root, const mg_router_req_t *req,
                     hi = mid;
                 }
             }
-            if (lo < node->kids + node->nkids && r->nodes[lo].first == c) {
-                kid = &r->nodes[lo];
+            if (lo == node->kids + node->nkids || r->nodes[lo].first != c) {
+                break;
             }
-            if (kid == NULL || kid->label_len > len - pos
+            kid = &r->nodes[lo];
+            if (kid->label_len > len - pos || kid->sub_min >= *best
                 || memcmp(r->labels + kid->label, path + pos, kid->label_len))
             {
-                return;
+                break;
             }
             pos += kid->label_len;
             node = kid;
         }
+    }
+    while (depth > 0) {
+        rt_scan(r, stack[--depth], req, best, m);
     }
 }
 

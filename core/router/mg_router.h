@@ -73,6 +73,16 @@ ssize_t mg_router_upstream_path(const mg_router_match_t *m,
 /* --- additions (router owner) ------------------------------------------ */
 
 /*
+ * Notes on the functions above.  mg_router_match: a regex with no groups
+ * gives ncaptures 0 (Kong); otherwise captures[0] is the whole match and
+ * an unset group is { NULL, 0 }.  matched_path.data is NULL when the
+ * route has no paths.  mg_router_upstream_path re-escapes its result as
+ * Kong does (kong.tools.uri.escape: bytes outside unreserved/reserved
+ * become %XX), so one input byte may take three: a buf of
+ * 3 * (path.len + service_path.len) + 2 bytes never gives -1.
+ */
+
+/*
  * Kong normalises the request path before routing (kong.tools.uri
  * normalize, merge_slashes on): percent-encoded triplets are decoded
  * except those of reserved characters (!*'();:@&=+$,/?%#[], kept encoded
