@@ -40,6 +40,7 @@ struct mg_request_s {
     size_t               head_len;    /* bytes of the head in conn->in */
     mg_str_t             path;        /* uri up to '?' */
     mg_str_t             query;       /* after '?', without it */
+    mg_str_t             npath;       /* normalized path the router saw */
     mg_str_t             host;        /* Host without port */
     uint16_t             host_port;
     char                 request_id[33];

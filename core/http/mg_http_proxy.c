@@ -196,12 +196,15 @@ mg_proxy_build_head(mg_request_t *r)
     int             conn_tokens = h->connection.len > 0
                                   && !mg_str_caseeq_lit(h->connection, "keep-alive")
                                   && !mg_str_caseeq_lit(h->connection, "close");
+    const mg_upstream_t *up = r->svc->service->upstream;
     mg_str_t        host = r->route->preserve_host && h->has_host
-                               ? h->host : r->peer->host;
+                               ? h->host
+                               : (up && up->host_header.len) ? up->host_header
+                                                             : r->peer->host;
 
     iplen = mg_conn_peer_ip(c, ip, sizeof(ip));
     xff = mg_proxy_find(h, "x-forwarded-for");
-    cap = r->head_len + r->upath_len + r->query.len + host.len
+    cap = r->head_len + r->upath_len + r->query.len + host.len + r->npath.len
           + (xff ? xff->value.len : 0) + r->path.len * 2 + r->host.len
           + 2 * iplen + 512;
     p = mg_pool_alloc(r->pool, cap);
@@ -271,14 +274,15 @@ mg_proxy_build_head(mg_request_t *r)
         APPEND_LIT(p, "\r\n");
     }
     if ((!trusted || !mg_proxy_find(h, "x-forwarded-prefix"))
-        && r->route->strip_path && r->match.prefix_len > 0)
+        && r->route->strip_path && r->match.prefix_len > 1)
     {
+        /* the stripped prefix, as Kong sets it; "/" strips nothing */
         size_t n = r->match.prefix_len;
-        if (n > 1 && r->path.data[n - 1] == '/') {
+        if (r->npath.data[n - 1] == '/') {
             n--;
         }
         APPEND_LIT(p, "X-Forwarded-Prefix: ");
-        APPEND(p, r->path.data, n);
+        APPEND(p, r->npath.data, n);
         APPEND_LIT(p, "\r\n");
     }
     if (conf->headers_upstream & MG_HDR_REQUEST_ID) {
@@ -518,7 +522,8 @@ mg_proxy_send(mg_request_t *r)
                                               mg_proxy_count_chunk, r);
                 if (k < 0) {
                     r->keepalive = 0;
-                    if (r->bsent == 0 && !r->response_started) {
+                    if (!r->response_started) {
+                        /* the upstream connection is dropped with it */
                         mg_http_send_error(r, r->body_too_large ? 413 : 400, NULL);
                     } else {
                         mg_http_request_abort(r, mg_err_io);
@@ -1034,13 +1039,17 @@ mg_proxy_handler(mg_upconn_t *u, int events)
             mg_proxy_send(r);
         }
     } else {
-        if ((events & EV_WRITE) && !r->finalized && r->u == u
+        if ((events & EV_WRITE) && r->u == u
             && r->ustate <= MG_REQ_UPSTREAM_WAITING)
         {
             r->upstream_blocked = 0;
             mg_proxy_send(r);
         }
-        if ((events & EV_READ) && !r->finalized && r->u == u) {
+        /* the send may have finished the request: r is only read again
+         * while it is still the connection's live request */
+        if ((events & EV_READ) && c->req == r && !c->close_pending
+            && r->u == u)
+        {
             mg_proxy_read(r);
         }
     }

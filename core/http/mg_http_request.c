@@ -40,7 +40,7 @@ mg_http_error_message(int status)
     case 408: return "Request timeout";
     case 411: return "Length required";
     case 412: return "Precondition failed";
-    case 413: return "Request size limit exceeded";
+    case 413: return "Payload too large";
     case 414: return "URI too long";
     case 417: return "Expectation failed";
     case 431: return "Request header fields too large";
@@ -491,6 +491,7 @@ mg_http_start_request(mg_conn_t *c, size_t head_len)
         }
         rq.path.data = np;
         rq.path.len = (size_t) nl;
+        r->npath = rq.path;
     }
     if (c->ssl) {
         mg_str_set(&rq.scheme, "https");

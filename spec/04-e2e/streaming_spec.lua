@@ -1,0 +1,216 @@
+-- End-to-end: streaming.  Server-sent events pass event by event; a large
+-- response to a slow client does not grow the worker (backpressure);
+-- 204/304/HEAD/1xx framing.  Assertions compare times with each other
+-- (causality), never against absolute speed.
+
+local H = require "moongate"
+
+local ASAN = (os.getenv("MOONGATE_BUILD") or ""):find("asan") ~= nil
+
+describe("e2e streaming", function()
+  local mock, gw
+
+  lazy_setup(function()
+    mock = H.start_mockup(1)
+    gw = H.start_gateway { name = "streaming", config = {
+      _format_version = "3.0", services = {
+        { name = "s", url = mock:url(1), read_timeout = 10000,
+          routes = { { paths = { "/" } } } } } } }
+  end)
+
+  lazy_teardown(function()
+    H.cleanup()
+  end)
+
+  -- Read an SSE response; returns res and a list of {data=, t=} per event
+  -- (t = arrival of the event's terminating blank line).
+  local function read_sse(path)
+    local events, pending = {}, ""
+    local c = assert(H.connect(gw.port, { timeout = 10 }))
+    assert(c:send(H.request_bytes { path = path,
+                                    headers = { Accept = "text/event-stream" } }))
+    local t0 = H.now()
+    local res, err = c:read_response { on_data = function(data, t)
+      pending = pending .. data
+      while true do
+        local i, j = pending:find("\n\n", 1, true)
+        if not i then break end
+        events[#events + 1] = { data = pending:sub(1, i - 1), t = t - t0 }
+        pending = pending:sub(j + 1)
+      end
+    end }
+    c:close()
+    assert(res, err)
+    return res, events
+  end
+
+  describe("server-sent events", function()
+    it("delivers the first event while the upstream is still sending", function()
+      for _ = 1, 2 do
+        -- 5 events 300 ms apart: the last leaves the mock >= 1.2 s after
+        -- the first
+        local res, events = read_sse("/sse?n=5&interval_ms=300")
+        assert.equals(200, res.status)
+        assert.matches("^text/event%-stream", res.headers["content-type"] or "")
+        assert.equals(6, #events)               -- 5 + [DONE]
+        for i = 1, 5 do
+          assert.matches('^data: {"i":' .. (i - 1) .. ',', events[i].data)
+        end
+        assert.equals("data: [DONE]", events[6].data)
+        local first, last = events[1].t, events[5].t
+        -- the stream as a whole took > 1 s (the mock's pacing) ...
+        assert.is_true(last > 1.0, "last event at " .. last)
+        -- ... and the first event was not held back until the end: it
+        -- arrived at least two intervals before the last one
+        assert.is_true(first < last - 0.6, string.format(
+          "first event at %.3fs, last at %.3fs: events were buffered", first, last))
+        -- each event arrives after the previous one, paced like the mock
+        for i = 2, 5 do
+          assert.is_true(events[i].t - events[i - 1].t > 0.1, string.format(
+            "event %d arrived %.3fs after event %d", i, events[i].t - events[i - 1].t, i - 1))
+        end
+      end
+    end)
+
+    it("passes an unpaced 21-event stream intact", function()
+      for _ = 1, 2 do
+        local res, events = read_sse("/sse?n=21&interval_ms=0")
+        assert.equals(200, res.status)
+        assert.equals(22, #events)
+        for i = 1, 21 do
+          assert.matches('^data: {"i":' .. (i - 1) .. ',', events[i].data)
+        end
+      end
+    end)
+  end)
+
+  describe("large responses", function()
+    local function worker_rss()
+      local w = gw:worker_pids()
+      assert.equals(1, #w)
+      return H.proc_mem(w[1])
+    end
+
+    it("streams 50 MB to a slow reader without buffering it", function()
+      local N = 50000000
+      local base = worker_rss()
+      local peak = base.rss
+      local function sample()
+        local m = worker_rss()
+        if m and m.rss > peak then peak = m.rss end
+      end
+      local c = assert(H.connect(gw.port, { timeout = 20 }))
+      assert(c:send(H.request_bytes { path = "/bytes/" .. N }))
+      local got, since = 0, 0
+      local res, err = c:read_response {
+        discard = true,
+        read_size = 1048576,
+        -- do not read for a while: the upstream is ready to send it all
+        pause = function()
+          for _ = 1, 15 do
+            H.sleep(0.1)
+            sample()
+          end
+        end,
+        on_data = function(data)
+          got = got + #data
+          since = since + #data
+          if since >= 4 * 1048576 then
+            since = 0
+            sample()
+          end
+        end,
+      }
+      c:close()
+      assert(res, err)
+      assert.equals(200, res.status)
+      assert.equals(N, res.body_len)
+      assert.equals(N, got)
+      sample()
+      local grew = (peak - base.rss) / 1024
+      if not ASAN then
+        assert.is_true(grew < 24, string.format(
+          "worker RSS grew by %.1f MiB while streaming 50 MB (base %.1f MiB)",
+          grew, base.rss / 1024))
+      end
+    end)
+
+    it("streams a chunked 2 MB response intact", function()
+      for _ = 1, 2 do
+        local res = assert(H.request(gw.port, { path = "/bytes/2000000?chunked=1" },
+                                     { timeout = 10 }))
+        assert.equals(200, res.status)
+        assert.equals(2000000, res.body_len)
+        assert.equals("abcdefghij", res.body:sub(1, 10))
+      end
+    end)
+
+    it("streams a request body to a slow-reading upstream", function()
+      local body = string.rep("z", 2000000)
+      for _ = 1, 2 do
+        local res = assert(H.request(gw.port, { method = "POST",
+          path = "/slow-read?bytes=65536&interval_ms=5", body = body },
+          { timeout = 20 }))
+        assert.equals(200, res.status)
+        assert.equals(#body, res:json().body_len)
+      end
+    end)
+  end)
+
+  describe("framing", function()
+    it("204 and 304 carry no body and keep the connection in sync", function()
+      local c = assert(H.connect(gw.port))
+      for _ = 1, 2 do
+        for _, st in ipairs { 204, 304 } do
+          local res = assert(c:request { path = "/status/" .. st })
+          assert.equals(st, res.status)
+          assert.equals("", res.body)
+          assert.is_nil(res.headers["transfer-encoding"])
+          res = assert(c:request { path = "/fast" })
+          assert.equals("hello\n", res.body)
+        end
+      end
+      c:close()
+    end)
+
+    it("HEAD gets headers only, for length and chunked responses", function()
+      local c = assert(H.connect(gw.port))
+      for _ = 1, 2 do
+        local res = assert(c:request { method = "HEAD", path = "/bytes/12345" })
+        assert.equals(200, res.status)
+        assert.equals("12345", res.headers["content-length"])
+        res = assert(c:request { method = "HEAD", path = "/bytes/12345?chunked=1" })
+        assert.equals(200, res.status)
+        res = assert(c:request { path = "/fast" })
+        assert.equals("hello\n", res.body)
+      end
+      c:close()
+    end)
+
+    -- RFC 9110 15.2: a proxy MUST forward 1xx responses
+    it("forwards 103 Early Hints before the final response", function()
+      local c = assert(H.connect(gw.port))
+      for _ = 1, 2 do
+        local res = assert(c:request { path = "/early-hints" })
+        assert.equals(200, res.status)
+        assert.equals(1, #res.informational)
+        assert.equals(103, res.informational[1].status)
+        assert.is_string(res.informational[1].headers["link"])
+        assert.equals("GET", res:json().method)
+      end
+      c:close()
+    end)
+
+    it("reads an upstream response framed by connection close", function()
+      for _ = 1, 2 do
+        local res = assert(H.request(gw.port, { path = "/close" }))
+        assert.equals(200, res.status)
+        assert.equals("GET", res:json().method)
+      end
+    end)
+  end)
+
+  it("leaves no unexpected error log lines", function()
+    H.assert_no_error_log(gw)
+  end)
+end)

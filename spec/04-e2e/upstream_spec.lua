@@ -1,0 +1,210 @@
+-- End-to-end: upstream failures (502/503/504 with Kong's messages),
+-- retries, upstream entities with weighted targets (smooth weighted
+-- round-robin), Host sent for an upstream entity.
+
+local H = require "moongate"
+
+local MSG_502 = "An invalid response was received from the upstream server"
+local MSG_503_PEER = "failure to get a peer from the ring-balancer"
+local MSG_504 = "The upstream server is timing out"
+
+describe("e2e upstream", function()
+  local mock, gw, dead_port
+
+  lazy_setup(function()
+    mock = H.start_mockup(4)
+    dead_port = H.free_port()      -- nothing listens there
+    local m = function(i) return "127.0.0.1:" .. mock.ports[i] end
+    gw = H.start_gateway { name = "upstream", config = {
+      _format_version = "3.0",
+      upstreams = {
+        { name = "weighted", targets = {
+          { target = m(2), weight = 5 },
+          { target = m(3), weight = 1 },
+          { target = m(4), weight = 1 } } },
+        { name = "allzero", targets = {
+          { target = m(1), weight = 0 } } },
+        { name = "notargets" },
+        { name = "halfdead", targets = {
+          { target = "127.0.0.1:" .. dead_port, weight = 100 },
+          { target = m(1), weight = 100 } } },
+        { name = "alldead", targets = {
+          { target = "127.0.0.1:" .. dead_port, weight = 100 } } },
+        { name = "withhost", host_header = "custom.host.test", targets = {
+          { target = m(1) } } },
+      },
+      services = {
+        { name = "plain", url = mock:url(1), retries = 0,
+          routes = { { paths = { "/plain" } } } },
+        { name = "refused", url = "http://127.0.0.1:" .. dead_port,
+          retries = 0, routes = { { paths = { "/refused" } } } },
+        { name = "slow", url = mock:url(1), retries = 0, read_timeout = 300,
+          routes = { { paths = { "/slow" } } } },
+        { name = "weighted", host = "weighted", port = 80,
+          routes = { { paths = { "/weighted" } } } },
+        { name = "allzero", host = "allzero",
+          routes = { { paths = { "/allzero" } } } },
+        { name = "notargets", host = "notargets",
+          routes = { { paths = { "/notargets" } } } },
+        { name = "halfdead", host = "halfdead", retries = 5,
+          routes = { { paths = { "/halfdead" } } } },
+        { name = "alldead", host = "alldead", retries = 2,
+          routes = { { paths = { "/alldead" } } } },
+        { name = "withhost", host = "withhost",
+          routes = { { paths = { "/withhost" } } } },
+        { name = "upname", url = "http://weighted:8080",
+          routes = { { paths = { "/upname" } } } },
+      },
+    } }
+  end)
+
+  lazy_teardown(function()
+    H.cleanup()
+  end)
+
+  local function get(path)
+    local res, err = H.request(gw.port, { path = path }, { timeout = 10 })
+    assert(res, err)
+    return res
+  end
+
+  local function assert_error(res, status, message)
+    assert.equals(status, res.status, tostring(res.body))
+    assert.same({ message = message }, res:json())
+    assert.matches("^moongate/", res.headers["server"] or "")
+    assert.is_nil(res.headers["via"])
+  end
+
+  describe("errors", function()
+    it("answers 502 when the upstream closes without answering", function()
+      for _ = 1, 2 do
+        assert_error(get("/plain/drop"), 502, MSG_502)
+      end
+    end)
+
+    it("answers 502 when the connection is refused", function()
+      for _ = 1, 2 do
+        assert_error(get("/refused/echo"), 502, MSG_502)
+      end
+    end)
+
+    it("answers 504 when the upstream does not answer in read_timeout", function()
+      for _ = 1, 2 do
+        local res = get("/slow/hang")
+        assert_error(res, 504, MSG_504)
+      end
+    end)
+
+    it("proxies an answer that comes within read_timeout", function()
+      for _ = 1, 2 do
+        local res = get("/slow/delay/50")
+        assert.equals(200, res.status)
+      end
+    end)
+
+    it("answers 503 for an upstream whose targets all have weight 0", function()
+      for _ = 1, 2 do
+        assert_error(get("/allzero/echo"), 503, MSG_503_PEER)
+      end
+    end)
+
+    it("answers 503 for an upstream without targets", function()
+      for _ = 1, 2 do
+        assert_error(get("/notargets/echo"), 503, MSG_503_PEER)
+      end
+    end)
+
+    it("answers 502 when every retry is refused", function()
+      for _ = 1, 2 do
+        assert_error(get("/alldead/echo"), 502, MSG_502)
+      end
+    end)
+
+    it("passes upstream 5xx answers through unchanged", function()
+      for _ = 1, 2 do
+        local res = get("/plain/status/503")
+        assert.equals(503, res.status)
+        assert.same({ status = 503 }, res:json())
+        assert.equals(tostring(mock.ports[1]), res.headers["x-upstream-port"])
+      end
+    end)
+
+    it("keeps serving after upstream errors", function()
+      local c = assert(H.connect(gw.port))
+      for _ = 1, 2 do
+        local res = assert(c:request { path = "/plain/drop" })
+        assert.equals(502, res.status)
+        res = assert(c:request { path = "/plain/fast" })
+        assert.equals(200, res.status)
+        assert.equals("hello\n", res.body)
+      end
+      c:close()
+    end)
+  end)
+
+  describe("retries", function()
+    it("retries a refused target on another target", function()
+      for _ = 1, 20 do
+        local res = get("/halfdead/echo")
+        assert.equals(200, res.status, tostring(res.body))
+        assert.equals(tostring(mock.ports[1]), res.headers["x-upstream-port"])
+      end
+    end)
+  end)
+
+  describe("weighted round-robin", function()
+    it("spreads 70 requests 50/10/10 over weights 5/1/1", function()
+      local seq, count = {}, {}
+      for i = 1, 70 do
+        local res = get("/weighted/echo")
+        assert.equals(200, res.status)
+        local p = res.headers["x-upstream-port"]
+        seq[i] = p
+        count[p] = (count[p] or 0) + 1
+      end
+      assert.equals(50, count[tostring(mock.ports[2])])
+      assert.equals(10, count[tostring(mock.ports[3])])
+      assert.equals(10, count[tostring(mock.ports[4])])
+      -- smooth: every window of 7 consecutive picks holds each light
+      -- target exactly once (the schedule repeats every 7)
+      for i = 1, 64 do
+        local n3, n4 = 0, 0
+        for j = i, i + 6 do
+          if seq[j] == tostring(mock.ports[3]) then n3 = n3 + 1 end
+          if seq[j] == tostring(mock.ports[4]) then n4 = n4 + 1 end
+        end
+        assert.equals(1, n3, "window at " .. i .. ": " .. table.concat(seq, " ", i, i + 6))
+        assert.equals(1, n4, "window at " .. i .. ": " .. table.concat(seq, " ", i, i + 6))
+      end
+    end)
+
+    -- Kong sets Host from the balancer's pick (target host:port), see
+    -- set_host_header() in kong/runloop/balancer
+    it("sends the chosen target's host:port as Host", function()
+      for _ = 1, 2 do
+        for _, path in ipairs { "/weighted/echo", "/upname/echo" } do
+          local res = get(path)
+          assert.equals(200, res.status)
+          assert.equals("127.0.0.1:" .. res.headers["x-upstream-port"],
+                        H.upstream_header(res:json(), "host"))
+        end
+      end
+    end)
+
+    it("sends the upstream's host_header as Host", function()
+      for _ = 1, 2 do
+        local res = get("/withhost/echo")
+        assert.equals(200, res.status)
+        assert.equals("custom.host.test", H.upstream_header(res:json(), "host"))
+      end
+    end)
+  end)
+
+  it("leaves no unexpected error log lines", function()
+    -- upstream failures are logged at [error] by nginx; accept those
+    H.assert_no_error_log(gw, {
+      "upstream", "connect", "refused", "timed out", "timeout",
+      "prematurely", "peer", "balancer", "closed",
+    })
+  end)
+end)
