@@ -12,15 +12,17 @@
 CC       ?= cc
 BUILD    ?= build
 OPT      ?= -O2
-CFLAGS   ?= $(OPT) -g
-CFLAGS   += -std=gnu11 -Wall -Wextra -Werror -fno-strict-aliasing \
-            -D_GNU_SOURCE -Icore
+SAN      ?=
+# CFLAGS from the command line adds to these, never replaces them
+override CFLAGS := $(OPT) -g $(SAN) -std=gnu11 -Wall -Wextra -Werror \
+            -fno-strict-aliasing -D_GNU_SOURCE -Icore $(CFLAGS)
 PKGS     := yaml-0.1 libpcre2-8
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
-CFLAGS   += $(PKG_CFLAGS)
+override CFLAGS += $(PKG_CFLAGS)
 LDLIBS   += $(PKG_LIBS) -lev -lhttp_parser -lm
 LDFLAGS  ?=
+override LDFLAGS += $(SAN)
 
 CORE_SRCS := $(shell find core -name '*.c' -not -name main.c | sort)
 CORE_OBJS := $(CORE_SRCS:%.c=$(BUILD)/%.o)
@@ -31,12 +33,14 @@ UNIT_SRCS := $(wildcard spec/c/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:spec/c/%.c=$(BUILD)/spec/%)
 
 HELPER_BINS := $(BUILD)/mockup
+# the default build is bin/moongate; other builds (asan) stay in their dir
+MOONGATE := $(if $(filter build,$(BUILD)),bin/moongate,$(BUILD)/moongate)
 
 .PHONY: all deps run test unit asan fuzz bench lint clean
 
-all: bin/moongate $(HELPER_BINS)
+all: $(MOONGATE) $(HELPER_BINS)
 
-bin/moongate: $(MAIN_OBJ) $(BUILD)/libmoongate.a
+$(MOONGATE): $(MAIN_OBJ) $(BUILD)/libmoongate.a
 	$(CC) $(LDFLAGS) -o $@ $(MAIN_OBJ) $(BUILD)/libmoongate.a $(LDLIBS)
 
 $(BUILD)/libmoongate.a: $(CORE_OBJS)
@@ -72,9 +76,11 @@ test: deps
 asan:
 	@bin/install-deps
 	@$(MAKE) --no-print-directory BUILD=build-asan OPT=-O1 \
-	    CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined -DMG_DEBUG_PALLOC" \
-	    LDFLAGS="-fsanitize=address,undefined" all unit
-	@MOONGATE_BUILD=build-asan spec/run
+	    SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined -DMG_DEBUG_PALLOC" \
+	    all unit
+	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
+	    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	    MOONGATE_BUILD=build-asan MOONGATE_BIN=build-asan/moongate spec/run
 
 FUZZ_SECONDS ?= 60
 fuzz:

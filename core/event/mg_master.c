@@ -249,10 +249,14 @@ mg_gen_load(mg_gen_t *g, char *err, size_t errlen)
 static void
 mg_gen_free(mg_gen_t *g)
 {
-    mg_runtime_free(g->rt);
-    g->rt = NULL;
-    mg_conf_free(g->conf);
-    g->conf = NULL;
+    if (g->rt) {
+        mg_runtime_free(g->rt);
+        g->rt = NULL;
+    }
+    if (g->conf) {
+        mg_conf_free(g->conf);
+        g->conf = NULL;
+    }
 }
 
 static pid_t
@@ -459,35 +463,41 @@ mg_master_run(const char *conf_path, const char *prefix, int daemonize)
     mg_prefix = prefix;
     if (mg_gen_load(&g, err, sizeof(err)) != MG_OK) {
         fprintf(stderr, "moongate: %s\n", err);
-        return 1;
+        goto failed;
     }
     if (mg_mkdirs(g.conf->prefix) != MG_OK) {
         fprintf(stderr, "moongate: prefix %s is not writable\n", g.conf->prefix);
-        return 1;
+        goto failed;
     }
     if ((pid = mg_running_pid(g.conf)) != 0) {
         fprintf(stderr, "moongate: already running in %s (pid %d)\n",
                 g.conf->prefix, pid);
-        return 1;
+        goto failed;
     }
     if (mg_gen_open_fds(&g, err, sizeof(err)) != MG_OK) {
         fprintf(stderr, "moongate: %s\n", err);
-        return 1;
+        goto failed;
     }
     if (daemonize) {
         char c;
+        int  ok, nul;
         if (pipe(readyfd) < 0) {
             perror("moongate: pipe");
-            return 1;
+            goto failed;
         }
         pid = fork();
         if (pid < 0) {
             perror("moongate: fork");
-            return 1;
+            goto failed;
         }
         if (pid > 0) {
             close(readyfd[1]);
-            if (read(readyfd[0], &c, 1) == 1 && c == '1') {
+            ok = read(readyfd[0], &c, 1) == 1 && c == '1';
+            close(readyfd[0]);
+            /* the daemon has its own copies of everything */
+            mg_gen_close_fds(&g);
+            mg_gen_free(&g);
+            if (ok) {
                 return 0;
             }
             fprintf(stderr, "moongate: failed to start, see the error log\n");
@@ -495,7 +505,7 @@ mg_master_run(const char *conf_path, const char *prefix, int daemonize)
         }
         close(readyfd[0]);
         setsid();
-        int nul = open("/dev/null", O_RDWR);
+        nul = open("/dev/null", O_RDWR);
         if (nul >= 0) {
             dup2(nul, STDIN_FILENO);
             dup2(nul, STDOUT_FILENO);
@@ -504,11 +514,11 @@ mg_master_run(const char *conf_path, const char *prefix, int daemonize)
         }
     }
     if (mg_open_error_log(g.conf) != MG_OK) {
-        return 1;
+        goto failed;
     }
     if (mg_pidfile_write(g.conf) != MG_OK) {
         mg_log_crit("cannot write pid file: %s", strerror(errno));
-        return 1;
+        goto failed;
     }
 
     memset(&sa, 0, sizeof(sa));
@@ -584,4 +594,9 @@ mg_master_run(const char *conf_path, const char *prefix, int daemonize)
     mg_gen_close_fds(&g);
     mg_gen_free(&g);
     return 0;
+
+failed:
+    mg_gen_close_fds(&g);
+    mg_gen_free(&g);
+    return 1;
 }

@@ -441,11 +441,12 @@ mg_proxy_connect(mg_request_t *r)
     const mg_service_t *s = r->svc->service;
     const char         *err = NULL;
     mg_upconn_t        *u;
+    mg_peer_t          *peer = mg_proxy_pick(r);
 
-    r->peer = mg_proxy_pick(r);
-    if (r->peer == NULL) {
-        return;
+    if (peer == NULL) {
+        return;          /* answered: r is gone */
     }
+    r->peer = peer;
     r->tries++;
     if (r->upstream_start == 0) {
         r->upstream_start = mg_time_now;

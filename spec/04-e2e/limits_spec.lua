@@ -26,6 +26,7 @@ describe("e2e limits", function()
         nginx_http_client_header_timeout = "1s",
         nginx_http_client_body_timeout = "1s",
         nginx_http_keepalive_timeout = "1s",
+        nginx_http_send_timeout = "1s",
       },
       config = { _format_version = "3.0", services = { {
         name = "s", url = mock:url(1), routes = { { paths = { "/" } } } } } } }
@@ -291,6 +292,20 @@ describe("e2e limits", function()
         assert.equals("", data)
         c:close()
       end
+    end)
+
+    it("gives up on a client that stops reading (send timeout)", function()
+      local N = 50000000
+      local c = assert(H.connect(gw.port, { timeout = 5 }))
+      assert(c:send(H.request_bytes { path = "/bytes/" .. N }))
+      -- read nothing: socket buffers fill, the gateway's writes stall
+      H.sleep(3)
+      local data, err = c:read_all(10)
+      c:close()
+      assert.equals("closed", err)
+      assert.matches("^HTTP/1%.1 200", data)
+      assert.is_true(#data < N, "got the whole body: no send timeout")
+      still_serving()
     end)
 
     it("does not time out a client that keeps sending", function()

@@ -135,6 +135,30 @@ describe("e2e processes", function()
     H.assert_no_error_log(gw)
   end)
 
+  it("a reload re-reads moongate.conf too", function()
+    local gw = start("proc-reload-conf")
+    gw:wait_workers(2)
+    for _ = 1, 2 do
+      local res = assert(H.request(gw.port, { path = "/d/fast" }))
+      assert.matches("^1%.1 moongate/", res.headers["via"] or "")
+    end
+    local conf = {}
+    for k, v in pairs(gw.conf) do conf[k] = v end
+    conf.headers = "off"
+    H.write_conf(gw.conf_path, conf)
+    assert(gw:signal("HUP"))
+    local deadline, via = H.now() + 10, "x"
+    while via and H.now() < deadline do
+      local res = assert(H.request(gw.port, { path = "/d/fast" }))
+      assert.equals(200, res.status)
+      via = res.headers["via"]
+      if via then H.sleep(0.05) end
+    end
+    assert.is_nil(via, "headers = off not applied after reload")
+    gw:stop()
+    H.assert_no_error_log(gw)
+  end)
+
   it("a reload keeps in-flight requests on the old workers", function()
     local gw = start("proc-reload-inflight")
     gw:wait_workers(2)

@@ -330,6 +330,26 @@ describe("e2e proxy", function()
     end)
   end)
 
+  describe("concurrency", function()
+    it("serves 200 connections open at once", function()
+      for _ = 1, 2 do
+        local conns = {}
+        for i = 1, 200 do
+          conns[i] = assert(H.connect(gw.port))
+        end
+        for i, c in ipairs(conns) do
+          assert(c:send(H.request_bytes { path = "/delay/100?c=" .. i }))
+        end
+        for i, c in ipairs(conns) do
+          local res = assert(c:read_response())
+          assert.equals(200, res.status)
+          assert.equals("c=" .. i, res:json().query)
+          c:close()
+        end
+      end
+    end)
+  end)
+
   describe("access log", function()
     it("writes one line per request with its status", function()
       local marker = "/echo/accesslog-" .. math.random(1e6, 9e6)
@@ -363,6 +383,75 @@ describe("e2e proxy", function()
   end)
 
   it("leaves no unexpected error log lines", function()
+    H.assert_no_error_log(gw)
+  end)
+end)
+
+describe("e2e upstream keep-alive properties", function()
+  local mock
+
+  lazy_setup(function()
+    mock = H.start_mockup(1)
+  end)
+
+  lazy_teardown(function()
+    H.cleanup()
+  end)
+
+  local function start(conf)
+    return H.start_gateway { name = "upkeep", conf = conf,
+      config = { _format_version = "3.0", services = { {
+        name = "s", url = mock:url(1),
+        routes = { { paths = { "/" } } } } } } }
+  end
+
+  local function conn_requests(gw)
+    local res = assert(H.request(gw.port, { path = "/echo" }))
+    assert.equals(200, res.status)
+    return res:json().conn_requests
+  end
+
+  it("upstream_keepalive_max_requests caps requests per connection", function()
+    local gw = start { upstream_keepalive_max_requests = 3 }
+    local seen = {}
+    for i = 1, 9 do
+      seen[i] = conn_requests(gw)
+      assert.is_true(seen[i] <= 3, "request " .. i .. " was number "
+                     .. seen[i] .. " on its upstream connection")
+    end
+    assert.equals(3, math.max(unpack(seen)))
+    gw:stop()
+    H.assert_no_error_log(gw)
+  end)
+
+  it("upstream_keepalive_idle_timeout closes idle pooled connections", function()
+    local gw = start { upstream_keepalive_idle_timeout = 1 }
+    conn_requests(gw)
+    assert.equals(2, conn_requests(gw))
+    H.sleep(2)
+    assert.equals(1, conn_requests(gw))
+    gw:stop()
+    H.assert_no_error_log(gw)
+  end)
+
+  it("upstream_keepalive_pool_size = 0 disables the pool", function()
+    local gw = start { upstream_keepalive_pool_size = 0 }
+    for _ = 1, 4 do
+      assert.equals(1, conn_requests(gw))
+    end
+    gw:stop()
+    H.assert_no_error_log(gw)
+  end)
+
+  it("proxy_access_log = off writes no access log", function()
+    local gw = start { proxy_access_log = "off" }
+    for _ = 1, 2 do
+      conn_requests(gw)
+    end
+    gw:stop()
+    assert.equals("", H.read_file(gw.prefix .. "/logs/access.log") or "")
+    assert.is_nil(H.read_file(gw.prefix .. "/off"))
+    assert.is_nil(H.read_file(H.root .. "/off"))
     H.assert_no_error_log(gw)
   end)
 end)

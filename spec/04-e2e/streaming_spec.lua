@@ -12,7 +12,9 @@ describe("e2e streaming", function()
 
   lazy_setup(function()
     mock = H.start_mockup(1)
-    gw = H.start_gateway { name = "streaming", config = {
+    -- client_max_body_size = 0: no limit (Kong's default is 10m since 3.7)
+    gw = H.start_gateway { name = "streaming",
+      conf = { client_max_body_size = 0 }, config = {
       _format_version = "3.0", services = {
         { name = "s", url = mock:url(1), read_timeout = 10000,
           routes = { { paths = { "/" } } } } } } }
@@ -142,6 +144,30 @@ describe("e2e streaming", function()
         assert.equals(200, res.status)
         assert.equals(2000000, res.body_len)
         assert.equals("abcdefghij", res.body:sub(1, 10))
+      end
+    end)
+
+    it("streams a 32 MB request body to a slow upstream without buffering it", function()
+      local N = 32 * 1048576
+      local base = worker_rss()
+      local peak = base.rss
+      local c = assert(H.connect(gw.port, { timeout = 30 }))
+      assert(c:send("POST /slow-read?bytes=262144&interval_ms=2 HTTP/1.1\r\n"
+                    .. "Host: localhost\r\nContent-Length: " .. N .. "\r\n\r\n"))
+      local piece = string.rep("q", 1048576)
+      for _ = 1, N / 1048576 do
+        assert(c:send(piece))
+        local m = worker_rss()
+        if m.rss > peak then peak = m.rss end
+      end
+      local res = assert(c:read_response())
+      c:close()
+      assert.equals(200, res.status)
+      assert.equals(N, res:json().body_len)
+      local grew = (peak - base.rss) / 1024
+      if not ASAN then
+        assert.is_true(grew < 24, string.format(
+          "worker RSS grew by %.1f MiB while forwarding a 32 MB body", grew))
       end
     end)
 

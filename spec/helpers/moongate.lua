@@ -524,6 +524,55 @@ function Mock:stop()
   return _M.terminate(self.pid, "TERM", 5)
 end
 
+--
+-- A misbehaving upstream: for every connection, read the request head,
+-- write `reply` (exact bytes) and close.  For what the mock cannot do
+-- (garbage status lines, truncated bodies, huge headers).  Runs as a
+-- separate lua process; returns { port, pid, stop() }.
+--
+local RAW_UPSTREAM = [[
+local socket = require "socket"
+local port, file = tonumber(arg[1]), arg[2]
+local f = assert(io.open(file, "rb"))
+local reply = f:read("*a")
+f:close()
+local srv = assert(socket.bind("127.0.0.1", port))
+io.stdout:write("ready\n")
+io.stdout:flush()
+while true do
+  local c = srv:accept()
+  if c then
+    c:settimeout(5)
+    while true do
+      local l = c:receive("*l")
+      if not l or l == "" then break end
+    end
+    c:send(reply)
+    c:close()
+  end
+end
+]]
+
+function _M.start_raw_upstream(reply)
+  local dir = _M.new_prefix("raw")
+  local script = _M.write_file(dir .. "/raw.lua", RAW_UPSTREAM)
+  local replyf = _M.write_file(dir .. "/reply", reply)
+  local port = _M.free_port()
+  local out = dir .. "/raw.out"
+  local pid = _M.spawn("$(command -v lua5.1 || echo lua) " .. q(script) .. " " .. port .. " " .. q(replyf),
+                       out)
+  local deadline = _M.now() + 10
+  while not (_M.read_file(out) or ""):find("ready", 1, true) do
+    if not _M.alive(pid) or _M.now() > deadline then
+      _M.terminate(pid, "KILL", 1)
+      error("raw upstream did not start: " .. (_M.read_file(out) or ""), 2)
+    end
+    socket.sleep(0.02)
+  end
+  return setmetatable({ pid = pid, ports = { port }, port = port,
+                        out = out, dir = dir }, Mock)
+end
+
 -------------------------------------------------------------------------------
 -- gateway
 -------------------------------------------------------------------------------
