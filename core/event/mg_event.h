@@ -74,6 +74,32 @@ typedef struct {
     mg_listen_t *ls;
 } mg_listener_t;
 
+/*
+ * I/O readiness is dispatched in the order epoll reported it.  libev
+ * invokes pending watchers last-in first-out, so the connection that
+ * became ready first in a batch would be served last; with dozens of
+ * events per wake-up that unfairness is what the tail latency is made of.
+ * I/O callbacks therefore only queue (object, generation, events) and the
+ * worker's ev_prepare watcher (which runs after the callbacks, before the
+ * next poll) walks the queue backwards, i.e. in epoll's order.  The
+ * generation (a connection's id, an upstream connection's gen) drops
+ * entries whose object was closed or reused meanwhile.
+ */
+typedef void (*mg_ready_pt)(void *obj, int revents);
+
+typedef struct {
+    mg_ready_pt  handler;
+    void        *obj;
+    uint64_t     gen;
+    const uint64_t *genp;    /* where the object's live generation is */
+    int          revents;
+} mg_ready_t;
+
+void mg_worker_ready(mg_ready_pt handler, void *obj, const uint64_t *genp,
+                     int revents);
+/* Run what is queued; callbacks outside the queue (timers) call it last. */
+void mg_worker_ready_flush(void);
+
 struct mg_worker_s {
     struct ev_loop   *loop;
     mg_conf_t        *conf;
@@ -94,6 +120,10 @@ struct mg_worker_s {
     ev_prepare        prepare;
     ev_timer          flush_timer;
     ev_timer          shutdown_timer;
+    mg_ready_t       *ready;         /* see mg_worker_ready() */
+    size_t            nready;
+    size_t            ready_cap;
+    unsigned          in_ready;
     int               access_fd;     /* -1 when off */
     mg_buf_t         *access_buf;
 };

@@ -39,7 +39,7 @@ const char mg_err_io[] = "i/o error";
 mg_worker_t *mg_worker;
 
 #define MG_POOL_CACHE_MAX   1024
-#define MG_REQ_POOL_SIZE    4096
+#define MG_REQ_POOL_SIZE    16384   /* a typical request fits one block */
 #define MG_SHUTDOWN_GRACE   1.0     /* s an idle connection may still use */
 
 static ssize_t
@@ -182,10 +182,90 @@ mg_conn_close(mg_conn_t *c)
     }
     close(c->fd);
     c->fd = -1;
+    c->id = 0;          /* queued readiness for it is now stale */
     mg_conn_free(c);
     if (w->shutting_down && w->nconns == 0) {
         ev_break(w->loop, EVBREAK_ALL);
     }
+}
+
+void
+mg_worker_ready(mg_ready_pt handler, void *obj, const uint64_t *genp,
+                int revents)
+{
+    mg_worker_t *w = mg_worker;
+    mg_ready_t  *e;
+
+    if (w->nready == w->ready_cap) {
+        size_t      cap = w->ready_cap ? w->ready_cap * 2 : 256;
+        mg_ready_t *n = realloc(w->ready, cap * sizeof(*n));
+        if (n == NULL) {
+            handler(obj, revents);      /* out of memory: serve it now */
+            return;
+        }
+        w->ready = n;
+        w->ready_cap = cap;
+    }
+    e = &w->ready[w->nready++];
+    e->handler = handler;
+    e->obj = obj;
+    e->genp = genp;
+    e->gen = *genp;
+    e->revents = revents;
+}
+
+/*
+ * Run queued readiness.  Entries [0, n) came from libev's pending queue,
+ * which it invokes last-in first-out: walking them backwards restores
+ * epoll's order.  Entries the handlers add meanwhile (a pipelined request
+ * behind the one that just finished) run after, in the order added.
+ */
+void
+mg_worker_ready_flush(void)
+{
+    mg_worker_t *w = mg_worker;
+    size_t       i, start, end;
+    mg_ready_t   e;
+
+    if (w->nready == 0 || w->in_ready) {
+        return;
+    }
+    w->in_ready = 1;
+    end = w->nready;
+    for (i = end; i > 0; i--) {
+        e = w->ready[i - 1];           /* by value: handlers may realloc */
+        if (*e.genp == e.gen) {
+            e.handler(e.obj, e.revents);
+        }
+    }
+    start = end;
+    while (w->nready > start) {
+        end = w->nready;
+        for (i = start; i < end; i++) {
+            e = w->ready[i];
+            if (*e.genp == e.gen) {
+                e.handler(e.obj, e.revents);
+            }
+        }
+        start = end;
+    }
+    w->nready = 0;
+    w->in_ready = 0;
+}
+
+static void
+mg_conn_ready(void *obj, int revents)
+{
+    mg_conn_t *c = obj;
+
+    MG_CONN_ENTER(c);
+    if (revents & EV_WRITE) {
+        mg_http_conn_write(c);
+    }
+    if ((revents & (EV_READ | EV_CUSTOM)) && c->fd >= 0 && !c->close_pending) {
+        mg_http_conn_read(c);
+    }
+    MG_CONN_LEAVE(c);
 }
 
 static void
@@ -193,10 +273,7 @@ mg_conn_read_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
     mg_conn_t *c = w->data;
     (void) loop;
-    (void) revents;
-    MG_CONN_ENTER(c);
-    mg_http_conn_read(c);
-    MG_CONN_LEAVE(c);
+    mg_worker_ready(mg_conn_ready, c, &c->id, revents & (EV_READ | EV_CUSTOM));
 }
 
 static void
@@ -205,9 +282,7 @@ mg_conn_write_cb(struct ev_loop *loop, ev_io *w, int revents)
     mg_conn_t *c = w->data;
     (void) revents;
     ev_io_stop(loop, w);
-    MG_CONN_ENTER(c);
-    mg_http_conn_write(c);
-    MG_CONN_LEAVE(c);
+    mg_worker_ready(mg_conn_ready, c, &c->id, EV_WRITE);
 }
 
 static void
@@ -216,9 +291,11 @@ mg_conn_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
     mg_conn_t *c = w->data;
     (void) revents;
     ev_timer_stop(loop, w);
+    mg_time_update(ev_now(loop));
     MG_CONN_ENTER(c);
     mg_http_conn_timeout(c);
     MG_CONN_LEAVE(c);
+    mg_worker_ready_flush();
 }
 
 static void
@@ -286,12 +363,16 @@ mg_worker_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
     }
 }
 
+/* Runs after libev invoked the callbacks of the events the last poll
+ * gathered, before it polls again: the time is the poll's, and the I/O
+ * those callbacks queued runs now, in epoll's order. */
 static void
 mg_worker_prepare_cb(struct ev_loop *loop, ev_prepare *w, int revents)
 {
     (void) w;
     (void) revents;
     mg_time_update(ev_now(loop));
+    mg_worker_ready_flush();
 }
 
 static void

@@ -64,6 +64,7 @@ struct mg_request_s {
     unsigned             client_blocked:1;  /* waiting for client writable */
     unsigned             upstream_blocked:1;/* waiting for upstream writable */
     unsigned             body_too_large:1;
+    unsigned             tunnel:1;          /* after 101: raw both ways */
 
     /* routing */
     mg_router_match_t    match;

@@ -37,6 +37,9 @@
 static void mg_proxy_handler(mg_upconn_t *u, int events);
 static void mg_proxy_connect(mg_request_t *r);
 static void mg_proxy_send(mg_request_t *r);
+static int mg_proxy_tunnel_start(mg_request_t *r);
+static void mg_proxy_tunnel_read(mg_request_t *r);
+static void mg_proxy_tunnel_c2u(mg_request_t *r);
 
 /* --- trusted_ips ---------------------------------------------------- */
 
@@ -179,7 +182,20 @@ mg_proxy_find(const mg_http_head_t *h, const char *name)
     return NULL;
 }
 
-#define APPEND(p, s, n) (memcpy((p), (s), (n)), (p) += (n))
+#define APPEND(p, s, n)                                                     \
+    do {                                                                    \
+        size_t n_ = (n);                                                    \
+        if (n_) {                                                           \
+            memcpy((p), (s), n_);                                           \
+            (p) += n_;                                                      \
+        }                                                                   \
+    } while (0)
+
+static inline uint64_t
+mg_proxy_ms(double seconds)
+{
+    return seconds > 0 ? (uint64_t) (seconds * 1000) : 0;
+}
 #define APPEND_LIT(p, lit) APPEND(p, lit, sizeof(lit) - 1)
 
 static int
@@ -230,8 +246,10 @@ mg_proxy_build_head(mg_request_t *r)
 
     for (i = 0; i < h->nheaders; i++) {
         const mg_http_header_t *hd = &h->headers[i];
-        if (mg_proxy_skip_header(hd->name, trusted)
-            || (conn_tokens && mg_proxy_conn_token(h->connection, hd->name)))
+        if ((mg_proxy_skip_header(hd->name, trusted)
+             && !(h->upgrade && mg_str_caseeq_lit(hd->name, "upgrade")))
+            || (conn_tokens && mg_proxy_conn_token(h->connection, hd->name)
+                && !(h->upgrade && mg_str_caseeq_lit(hd->name, "upgrade"))))
         {
             continue;
         }
@@ -266,7 +284,9 @@ mg_proxy_build_head(mg_request_t *r)
         APPEND_LIT(p, "\r\n");
     }
     if (!trusted || !mg_proxy_find(h, "x-forwarded-port")) {
-        p += sprintf(p, "X-Forwarded-Port: %u\r\n", (unsigned) c->local_port);
+        APPEND_LIT(p, "X-Forwarded-Port: ");
+        p = mg_fmt_u64(p, c->local_port);
+        APPEND_LIT(p, "\r\n");
     }
     if (!trusted || !mg_proxy_find(h, "x-forwarded-path")) {
         APPEND_LIT(p, "X-Forwarded-Path: ");
@@ -293,9 +313,13 @@ mg_proxy_build_head(mg_request_t *r)
     if (r->body_chunked) {
         APPEND_LIT(p, "Transfer-Encoding: chunked\r\n");
     } else if (h->content_length >= 0) {
-        p += sprintf(p, "Content-Length: %lld\r\n", (long long) h->content_length);
+        APPEND_LIT(p, "Content-Length: ");
+        p = mg_fmt_u64(p, (uint64_t) h->content_length);
+        APPEND_LIT(p, "\r\n");
     }
-    if (h->http_minor == 0) {
+    if (h->upgrade) {
+        APPEND_LIT(p, "Connection: upgrade\r\n");
+    } else if (h->http_minor == 0) {
         APPEND_LIT(p, "Connection: close\r\n");
     }
     APPEND_LIT(p, "\r\n");
@@ -620,6 +644,12 @@ sent:
 void
 mg_proxy_client_input(mg_request_t *r)
 {
+    if (r->tunnel) {
+        if (r->u && !r->u->write_armed) {
+            mg_proxy_tunnel_c2u(r);
+        }
+        return;
+    }
     if (r->ustate == MG_REQ_UPSTREAM_SENDING && !r->upstream_blocked
         && !r->body_done && r->u)
     {
@@ -676,7 +706,9 @@ mg_proxy_build_client_head(mg_request_t *r)
         return MG_ERROR;
     }
     r->ohead = p;
-    p += sprintf(p, "HTTP/1.1 %d ", h->status);
+    APPEND_LIT(p, "HTTP/1.1 ");
+    p = mg_fmt_u64(p, (uint64_t) h->status);
+    *p++ = ' ';
     if (h->reason.len) {
         APPEND(p, h->reason.data, h->reason.len);
     } else {
@@ -686,8 +718,9 @@ mg_proxy_build_client_head(mg_request_t *r)
     APPEND_LIT(p, "\r\n");
     for (i = 0; i < h->nheaders; i++) {
         const mg_http_header_t *hd = &h->headers[i];
-        if (mg_proxy_skip_resp_header(hd->name)
-            || (conn_tokens && mg_proxy_conn_token(h->connection, hd->name)))
+        if ((mg_proxy_skip_resp_header(hd->name)
+             || (conn_tokens && mg_proxy_conn_token(h->connection, hd->name)))
+            && !(r->tunnel && mg_str_caseeq_lit(hd->name, "upgrade")))
         {
             continue;
         }
@@ -705,22 +738,28 @@ mg_proxy_build_client_head(mg_request_t *r)
         APPEND_LIT(p, "Via: 1.1 " MOONGATE_VER "\r\n");
     }
     if (conf->headers & MG_HDR_UPSTREAM_LATENCY) {
-        p += sprintf(p, "X-Kong-Upstream-Latency: %d\r\n",
-                     (int) ((r->upstream_first - r->upstream_start) * 1000));
+        APPEND_LIT(p, "X-Kong-Upstream-Latency: ");
+        p = mg_fmt_u64(p, mg_proxy_ms(r->upstream_first - r->upstream_start));
+        APPEND_LIT(p, "\r\n");
     }
     if (conf->headers & MG_HDR_PROXY_LATENCY) {
-        p += sprintf(p, "X-Kong-Proxy-Latency: %d\r\n",
-                     (int) ((r->upstream_start - r->start) * 1000));
+        APPEND_LIT(p, "X-Kong-Proxy-Latency: ");
+        p = mg_fmt_u64(p, mg_proxy_ms(r->upstream_start - r->start));
+        APPEND_LIT(p, "\r\n");
     }
     if (conf->headers & MG_HDR_UPSTREAM_STATUS) {
-        p += sprintf(p, "X-Kong-Upstream-Status: %d\r\n", h->status);
+        APPEND_LIT(p, "X-Kong-Upstream-Status: ");
+        p = mg_fmt_u64(p, (uint64_t) h->status);
+        APPEND_LIT(p, "\r\n");
     }
     if (conf->headers & MG_HDR_REQUEST_ID) {
         APPEND_LIT(p, "X-Kong-Request-Id: ");
         APPEND(p, r->request_id, 32);
         APPEND_LIT(p, "\r\n");
     }
-    if (!r->keepalive) {
+    if (r->tunnel) {
+        APPEND_LIT(p, "Connection: upgrade\r\n");
+    } else if (!r->keepalive) {
         APPEND_LIT(p, "Connection: close\r\n");
     } else if (r->head.http_minor == 0) {
         APPEND_LIT(p, "Connection: keep-alive\r\n");
@@ -750,6 +789,138 @@ mg_proxy_finish(mg_request_t *r)
         mg_upconn_release(u, ka);
     }
     mg_http_request_done(r);
+}
+
+/* --- tunnel (101 Switching Protocols) -------------------------------- */
+
+/*
+ * After a 101 both connections carry raw bytes: client -> upstream from
+ * conn->in (after the head, which stays in place for the access log),
+ * upstream -> client from u->in through r->out.  Each direction stops
+ * reading while the other side's socket is full.  The upstream timer is
+ * the idle timeout (the service's read_timeout, as nginx's
+ * proxy_read_timeout for WebSocket).  Either side closing ends the tunnel;
+ * the connection is never pooled.
+ */
+static void
+mg_proxy_tunnel_c2u(mg_request_t *r)
+{
+    mg_conn_t *c = r->conn;
+    mg_buf_t  *b = c->in;
+    mg_upconn_t *u = r->u;
+    ssize_t    n;
+
+    while (u && mg_buf_len(b) > 0) {
+        n = send(u->fd, b->pos, mg_buf_len(b), MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EINTR) {
+                mg_upconn_want_write(u, 1);
+                mg_conn_read_pause(c);
+                return;
+            }
+            mg_http_request_abort(r, mg_err_reset);
+            return;
+        }
+        b->pos += n;
+    }
+    b->pos = b->last = r->body_base;
+    mg_conn_read_resume(c);
+    if (u) {
+        mg_upconn_timer(u, r->svc->service->read_timeout);
+    }
+}
+
+static int
+mg_proxy_tunnel_u2c(mg_request_t *r)
+{
+    mg_upconn_t *u = r->u;
+    mg_buf_t    *b = u->in;
+    int          rc;
+
+    if (mg_buf_len(b) > 0) {
+        r->out[r->nout].iov_base = b->pos;
+        r->out[r->nout].iov_len = mg_buf_len(b);
+        r->nout++;
+        r->body_sent += mg_buf_len(b);
+        b->pos = b->last;
+    }
+    rc = mg_http_write_out(r);
+    if (rc == MG_AGAIN) {
+        ev_io_stop(mg_worker->loop, &u->rev);
+        return MG_AGAIN;
+    }
+    if (rc == MG_OK) {
+        b->pos = b->last = b->start;
+        mg_upconn_timer(u, r->svc->service->read_timeout);
+    }
+    return rc;
+}
+
+static int
+mg_proxy_tunnel_start(mg_request_t *r)
+{
+    r->tunnel = 1;
+    r->keepalive = 0;
+    r->resp_no_body = 1;
+    mg_conn_timer_set(r->conn, 0);
+    if (mg_proxy_build_client_head(r) != MG_OK) {
+        mg_proxy_next(r, mg_err_io, 502);
+        return MG_ERROR;
+    }
+    if (mg_proxy_tunnel_u2c(r) == MG_ERROR) {
+        return MG_ERROR;
+    }
+    /* bytes the client sent after its head go up now */
+    mg_proxy_tunnel_c2u(r);
+    return MG_AGAIN;
+}
+
+/* One side of the tunnel closed: finish what is queued, then close. */
+static void
+mg_proxy_tunnel_end(mg_request_t *r)
+{
+    mg_upconn_t *u = r->u;
+
+    r->u = NULL;
+    r->upstream_end = mg_time_now;
+    r->ustate = MG_REQ_UPSTREAM_DONE;
+    r->response_done = 1;
+    if (u) {
+        mg_upconn_close(u);
+    }
+    if (r->nout == 0) {
+        mg_http_request_done(r);
+    }
+}
+
+static void
+mg_proxy_tunnel_read(mg_request_t *r)
+{
+    mg_upconn_t *u = r->u;
+    ssize_t      n;
+
+    if (u->in == NULL && (u->in = mg_buf_get(MG_BUF_SIZE)) == NULL) {
+        mg_http_request_abort(r, mg_err_io);
+        return;
+    }
+    if (mg_buf_len(u->in) > 0) {
+        return;                 /* still waiting for the client */
+    }
+    u->in->pos = u->in->last = u->in->start;
+    n = recv(u->fd, u->in->last, mg_buf_room(u->in), 0);
+    if (n < 0) {
+        if (errno == EAGAIN || errno == EINTR) {
+            return;
+        }
+        mg_proxy_tunnel_end(r);
+        return;
+    }
+    if (n == 0) {
+        mg_proxy_tunnel_end(r);
+        return;
+    }
+    u->in->last += n;
+    mg_proxy_tunnel_u2c(r);
 }
 
 /* Consume what u->in holds.  MG_OK: read more; MG_AGAIN: client blocked;
@@ -819,6 +990,16 @@ mg_proxy_process(mg_request_t *r)
         }
         b->pos += hl;
         r->upstream_status = r->status = r->rhead.status;
+        if (r->rhead.status == 101) {
+            if (!r->head.upgrade) {
+                mg_log_error("*%llu upstream %s switched protocols on a "
+                             "request that asked for no upgrade",
+                             (unsigned long long) r->conn->id, r->peer->name);
+                mg_proxy_next(r, "invalid header", 502);
+                return MG_ERROR;
+            }
+            return mg_proxy_tunnel_start(r);
+        }
         r->resp_no_body = r->head_method || r->rhead.status == 204
                           || r->rhead.status == 304 || r->rhead.status < 200;
         if (!r->resp_no_body) {
@@ -977,6 +1158,15 @@ mg_proxy_client_writable(mg_request_t *r)
     if (rc != MG_OK) {
         return;
     }
+    if (r->tunnel) {
+        if (r->response_done) {
+            mg_http_request_done(r);
+        } else if (u) {
+            u->in->pos = u->in->last = u->in->start;
+            ev_io_start(mg_worker->loop, &u->rev);
+        }
+        return;
+    }
     if (u && u->in && u->in->pos == u->in->last) {
         u->in->pos = u->in->last = u->in->start;
     }
@@ -1027,7 +1217,22 @@ mg_proxy_handler(mg_upconn_t *u, int events)
     mg_conn_t    *c = r->conn;
 
     MG_CONN_ENTER(c);
-    if (events & EV_TIMER) {
+    if (r->tunnel) {
+        if (events & EV_TIMER) {
+            mg_log_info("*%llu tunnel to %s idle for too long, closing",
+                        (unsigned long long) c->id, r->peer->name);
+            mg_proxy_tunnel_end(r);
+        } else {
+            if (events & EV_WRITE) {
+                mg_proxy_tunnel_c2u(r);
+            }
+            if ((events & EV_READ) && c->req == r && !c->close_pending
+                && r->u == u)
+            {
+                mg_proxy_tunnel_read(r);
+            }
+        }
+    } else if (events & EV_TIMER) {
         mg_proxy_timeout(r);
     } else if (r->ustate == MG_REQ_UPSTREAM_CONNECTING) {
         int e = mg_upconn_connect_result(u);

@@ -257,6 +257,19 @@ mg_http_request_abort(mg_request_t *r, const char *why)
 
 static void mg_http_process(mg_conn_t *c);
 
+static void
+mg_http_conn_pipelined(void *obj, int revents)
+{
+    mg_conn_t *c = obj;
+
+    (void) revents;
+    if (c->req == NULL && c->fd >= 0) {
+        MG_CONN_ENTER(c);
+        mg_http_process(c);
+        MG_CONN_LEAVE(c);
+    }
+}
+
 void
 mg_http_request_done(mg_request_t *r)
 {
@@ -288,11 +301,9 @@ mg_http_request_done(mg_request_t *r)
         mg_buf_compact(c->in);
         c->state = MG_CONN_HEAD;
         mg_conn_timer_set(c, mg_worker->conf->client_header_timeout);
-        if (!c->in_handler) {
-            mg_http_process(c);
-        } else {
-            ev_feed_event(mg_worker->loop, &c->rev, EV_CUSTOM);
-        }
+        /* run it from the ready queue, not from inside this request's
+         * call chain (a long pipeline must not recurse) */
+        mg_worker_ready(mg_http_conn_pipelined, c, &c->id, EV_CUSTOM);
         return;
     }
     if (c->in) {
@@ -688,12 +699,12 @@ mg_http_conn_read(mg_conn_t *c)
             mg_conn_close(c);
             return;
         }
-        if (!c->req->body_done) {
-            mg_http_request_abort(c->req, mg_err_closed);
-            return;
-        }
-        /* half-close after a complete request: answer, then close */
-        c->req->keepalive = 0;
+        /* The client went away (nginx's 499): stop the upstream work
+         * too.  A half-closed socket looks the same from here; like
+         * nginx, we take EOF as the client giving up. */
+        mg_log_info("*%llu client closed the connection while waiting "
+                    "for the response", (unsigned long long) c->id);
+        mg_http_request_abort(c->req, mg_err_closed);
         return;
     }
     c->in->last += n;

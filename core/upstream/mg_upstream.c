@@ -169,16 +169,24 @@ mg_runtime_free(mg_runtime_t *rt)
 
 static mg_upconn_t *mg_upconn_free_list;
 
+static uint64_t mg_upconn_gen;
+
+static void
+mg_upconn_ready(void *obj, int revents)
+{
+    mg_upconn_t *u = obj;
+    u->handler(u, revents);
+}
+
 static void
 mg_upconn_io_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
     mg_upconn_t *u = w->data;
-    (void) loop;
     if (w == &u->wev) {
         ev_io_stop(loop, w);
         u->write_armed = 0;
     }
-    u->handler(u, revents & (EV_READ | EV_WRITE));
+    mg_worker_ready(mg_upconn_ready, u, &u->gen, revents & (EV_READ | EV_WRITE));
 }
 
 static void
@@ -187,7 +195,9 @@ mg_upconn_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
     mg_upconn_t *u = w->data;
     (void) revents;
     ev_timer_stop(loop, w);
+    mg_time_update(ev_now(loop));
     u->handler(u, EV_TIMER);
+    mg_worker_ready_flush();
 }
 
 static void
@@ -286,6 +296,7 @@ mg_upconn_get(mg_peer_t *peer, void *owner, mg_upconn_handler_pt handler,
         return NULL;
     }
     memset(u, 0, sizeof(*u));
+    u->gen = ++mg_upconn_gen;
     u->fd = fd;
     u->peer = peer;
     u->owner = owner;
@@ -333,6 +344,7 @@ mg_upconn_close(mg_upconn_t *u)
     }
     close(u->fd);
     u->fd = -1;
+    u->gen = 0;         /* queued readiness for it is now stale */
     u->next = mg_upconn_free_list;
     mg_upconn_free_list = u;
 }

@@ -81,6 +81,7 @@ struct mg_upconn_s {
     mg_upconn_t        *next;        /* idle list */
     mg_upconn_t        *prev;
     double              idle_since;
+    uint64_t            gen;         /* changes on close and reuse */
 };
 
 /*

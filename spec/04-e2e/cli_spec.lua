@@ -147,6 +147,19 @@ services:
       assert.is_true(#out > 0)
     end)
 
+    it("validates a moongate.conf too", function()
+      local prefix, _, conf = setup_prefix("check-conf")
+      local rc, out = H.moongate { "check", conf }
+      assert.equals(0, rc, out)
+      local _, _, bad = setup_prefix("check-conf-bad", { bogus_key = "1",
+                                                        worker_processes = "x" })
+      rc, out = H.moongate { "check", bad }
+      assert.equals(1, rc, out)
+      assert.matches("bogus_key", out, 1, true)
+      assert.matches("worker_processes", out, 1, true)
+      assert.is_string(prefix)
+    end)
+
     it("exits 1 on a missing file", function()
       local rc, out = H.moongate { "check", "/nonexistent/kong.yml" }
       assert.equals(1, rc, out)
@@ -165,6 +178,51 @@ services:
       end
       assert.is_true(gw:stop())
       H.assert_no_error_log(gw)
+    end)
+
+    it("listens on every proxy_listen address", function()
+      local a, b = H.free_port(), H.free_port()
+      local gw = H.start_gateway { name = "cli-listen2", config = simple_config(),
+        conf = { proxy_listen = "127.0.0.1:" .. a .. " reuseport, 127.0.0.1:" .. b },
+        wait = false }
+      assert.is_true(H.wait_port(a, 15, gw.pid))
+      assert.is_true(H.wait_port(b, 5, gw.pid))
+      for _ = 1, 2 do
+        for _, port in ipairs { a, b } do
+          local res = assert(H.request(port, { path = "/echo" }))
+          assert.equals(200, res.status)
+          assert.equals(tostring(port),
+                        H.upstream_header(res:json(), "x-forwarded-port"))
+        end
+      end
+      gw:stop()
+      H.assert_no_error_log(gw)
+    end)
+
+    it("worker_processes = auto starts one worker per core", function()
+      local p = io.popen("nproc")
+      local cores = tonumber(p:read("*l"))
+      p:close()
+      local gw = H.start_gateway { name = "cli-auto", config = simple_config(),
+                                   conf = { worker_processes = "auto" } }
+      assert.is_table(gw:wait_workers(cores), "workers: " .. #gw:worker_pids()
+                      .. ", cores: " .. cores)
+      gw:stop()
+      H.assert_no_error_log(gw)
+    end)
+
+    it("writes the error and access logs where the properties say", function()
+      local prefix = H.new_prefix("cli-logpaths")
+      local gw = H.start_gateway { name = "cli-logpaths", prefix = prefix,
+        config = simple_config(), conf = {
+          proxy_error_log = prefix .. "/custom-error.log",
+          proxy_access_log = prefix .. "/custom-access.log" } }
+      for _ = 1, 2 do
+        assert.equals(200, assert(H.request(gw.port, { path = "/fast" })).status)
+      end
+      gw:stop()
+      assert.matches("started", H.read_file(prefix .. "/custom-error.log") or "")
+      assert.matches("GET /fast", H.read_file(prefix .. "/custom-access.log") or "")
     end)
 
     it("rejects an unknown property with a message naming it", function()
@@ -226,11 +284,13 @@ services:
       local prefix, port, conf = setup_prefix("cli-daemon", nil, simple_config())
       local rc, out = H.moongate({ "start", "-p", prefix, "-c", conf,
                                    "--daemon" }, { timeout = 15 })
-      assert.equals(0, rc, out)
+      -- watch the daemon before asserting anything, so it never leaks
+      H.sleep(0.2)
       local pid = tonumber((H.read_file(prefix .. "/pids/moongate.pid") or "")
                            :match("%d+"))
+      if pid then H.watch(pid) end
+      assert.equals(0, rc, out)
       assert.is_number(pid, "no pid file after --daemon")
-      H.watch(pid)
       assert.is_true(H.wait_port(port, 10, pid))
       local res = assert(H.request(port, { path = "/fast" }))
       assert.equals(200, res.status)

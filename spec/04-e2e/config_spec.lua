@@ -151,6 +151,21 @@ targets:
     H.assert_no_error_log(gw)
   end)
 
+  it("skips routes of a disabled service", function()
+    local gw = H.start_gateway { name = "cfg-disabled", config = {
+      _format_version = "3.0", services = {
+        { name = "off", url = mock:url(1), enabled = false,
+          routes = { { paths = { "/off" } } } },
+        { name = "on", url = mock:url(2),
+          routes = { { paths = { "/on" } } } } } } }
+    for _ = 1, 2 do
+      assert.equals(404, get(gw, "/off/x").status)
+      assert.equals(200, get(gw, "/on/x").status)
+    end
+    gw:stop()
+    H.assert_no_error_log(gw)
+  end)
+
   it("starts with an empty config and answers 404", function()
     local gw = H.start_gateway { name = "cfg-empty",
                                  config = { _format_version = "3.0" } }

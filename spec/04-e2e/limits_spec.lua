@@ -199,6 +199,12 @@ describe("e2e limits", function()
       ["a bad chunk size"] =
         "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
         .. "zz\r\nhello\r\n0\r\n\r\n",
+      ["two different Content-Lengths"] =
+        "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+        .. "Content-Length: 6\r\n\r\nhello!",
+      ["two Host headers"] =
+        "GET /echo HTTP/1.1\r\nHost: a.test\r\nHost: b.test\r\n\r\n",
+      ["a NUL in the request line"] = "GET /a\0b HTTP/1.1\r\nHost: x\r\n\r\n",
       ["Content-Length with Transfer-Encoding"] =
         "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
         .. "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
@@ -221,6 +227,21 @@ describe("e2e limits", function()
         still_serving()
       end)
     end
+
+    -- RFC 9112 6.1: unknown transfer coding -> 501 (nginx does the same)
+    it("answers 501 to an unknown Transfer-Encoding and closes", function()
+      for _ = 1, 2 do
+        local c = assert(H.connect(gw.port))
+        assert(c:send("POST /echo HTTP/1.1\r\nHost: x\r\n"
+                      .. "Transfer-Encoding: gzip\r\n\r\nxxxx"))
+        local res = assert(c:read_response { timeout = 3 })
+        assert.equals(501, res.status)
+        assert.is_string(res:json().message)
+        assert.is_true(c:wait_closed(3), "connection left open")
+        c:close()
+      end
+      still_serving()
+    end)
 
     it("answers 400 to a request without Host in HTTP/1.1", function()
       for _ = 1, 2 do

@@ -135,6 +135,76 @@ describe("e2e processes", function()
     H.assert_no_error_log(gw)
   end)
 
+  -- 10 keep-alive connections with a request in flight on each, across a
+  -- reload.  As with any HTTP client, a request sent on a reused
+  -- connection that the server closed while idle (no response byte) is
+  -- sent again on a new connection; anything else is a failure.
+  it("reloads under concurrent keep-alive load with no failed request", function()
+    local gw = start("proc-hup-ka")
+    gw:wait_workers(2)
+    local N = 10
+    local conns, used = {}, {}
+    local function connect(i)
+      conns[i] = assert(H.connect(gw.port, { timeout = 5 }))
+      used[i] = 0
+    end
+    for i = 1, N do connect(i) end
+    local failures, resent, switched, round = {}, 0, nil, 0
+    local deadline = H.now() + 20
+    while H.now() < deadline do
+      round = round + 1
+      if round == 10 then
+        gw:write_config(config(mock, "/two"))
+        assert(gw:signal("HUP"))
+      end
+      for i = 1, N do
+        local req = H.request_bytes { path = "/v/delay/20?r=" .. round .. "&c=" .. i }
+        if not conns[i]:send(req) then
+          if used[i] == 0 then
+            failures[#failures + 1] = "send on a new connection"
+          end
+          conns[i]:close()
+          connect(i)
+          resent = resent + 1
+          assert(conns[i]:send(req))
+        end
+        conns[i].pending = req
+      end
+      for i = 1, N do
+        local res, err, partial = conns[i]:read_response()
+        if not res and used[i] > 0 and not (partial and partial.status)
+           and tostring(err):find("closed") then
+          -- idle keep-alive connection closed by the old worker: resend
+          conns[i]:close()
+          connect(i)
+          resent = resent + 1
+          assert(conns[i]:send(conns[i].pending))
+          res, err = conns[i]:read_response()
+        end
+        local v = version_of(res)
+        if not v then
+          failures[#failures + 1] = string.format("round %d conn %d: %s", round, i,
+            res and (res.status .. " " .. tostring(res.body)) or tostring(err))
+          conns[i]:close()
+          connect(i)
+        else
+          used[i] = used[i] + 1
+          if v == "two" and not switched then switched = round end
+          if (res.headers["connection"] or ""):lower() == "close" then
+            conns[i]:close()
+            connect(i)
+          end
+        end
+      end
+      if switched and round >= switched + 20 then break end
+    end
+    for i = 1, N do conns[i]:close() end
+    assert.same({}, failures)
+    assert.is_number(switched, "the new config never took effect")
+    gw:stop()
+    H.assert_no_error_log(gw)
+  end)
+
   it("a reload re-reads moongate.conf too", function()
     local gw = start("proc-reload-conf")
     gw:wait_workers(2)

@@ -11,6 +11,8 @@ local function config(mock, extra_services)
         { name = "echo", paths = { "/" } } } },
     { name = "pool", url = mock:url(2), routes = {
         { name = "pool", paths = { "/pool" }, strip_path = false } } },
+    { name = "noretry", url = mock:url(2), retries = 0, routes = {
+        { name = "noretry", paths = { "/nr" } } } },
   }
   for _, s in ipairs(extra_services or {}) do
     services[#services + 1] = s
@@ -19,11 +21,15 @@ local function config(mock, extra_services)
 end
 
 describe("e2e proxy", function()
-  local mock, gw, version
+  local mock, gw, version, mock_abort
 
   lazy_setup(function()
     mock = H.start_mockup(2)
-    gw = H.start_gateway { name = "proxy", config = config(mock) }
+    -- a mock of its own, so its connection count is this test's alone
+    mock_abort = H.start_mockup(1)
+    gw = H.start_gateway { name = "proxy", config = config(mock, {
+      { name = "abort", url = mock_abort:url(1), routes = {
+        { name = "abort", paths = { "/abort" } } } } }) }
     version = H.version()
   end)
 
@@ -220,6 +226,35 @@ describe("e2e proxy", function()
       end
     end)
 
+    it("answers Expect: 100-continue for a chunked body", function()
+      for _ = 1, 2 do
+        local c = assert(H.connect(gw.port))
+        assert(c:send("POST /echo HTTP/1.1\r\nHost: localhost\r\n"
+                      .. "Transfer-Encoding: chunked\r\n"
+                      .. "Expect: 100-continue\r\n\r\n"))
+        assert.equals("HTTP/1.1 100 Continue", c:read_line(H.now() + 3))
+        assert.equals("", c:read_line(H.now() + 3))
+        assert(c:send("3\r\nabc\r\n0\r\n\r\n"))
+        local res = assert(c:read_response())
+        assert.equals(200, res.status)
+        assert.equals("abc", res:json().body)
+        c:close()
+      end
+    end)
+
+    it("forwards a body split across many small writes", function()
+      local body = string.rep("s", 3000)
+      for _ = 1, 2 do
+        local c = assert(H.connect(gw.port))
+        assert(c:send_slowly(H.request_bytes { method = "PUT", path = "/echo",
+                                               body = body }, 700, 0.02))
+        local res = assert(c:read_response())
+        assert.equals(200, res.status)
+        assert.equals(body, res:json().body)
+        c:close()
+      end
+    end)
+
     it("answers Expect: 100-continue before the body is sent", function()
       for _ = 1, 2 do
         local c = assert(H.connect(gw.port))
@@ -296,6 +331,118 @@ describe("e2e proxy", function()
       end
     end)
 
+    it("serves an HTTP/1.0 request without Host", function()
+      for _ = 1, 2 do
+        local c = assert(H.connect(gw.port))
+        assert(c:send("GET /fast HTTP/1.0\r\n\r\n"))
+        local res = assert(c:read_response())
+        assert.equals(200, res.status)
+        assert.equals("hello\n", res.body)
+        c:close()
+      end
+    end)
+
+    it("routes an absolute-form request target", function()
+      for _ = 1, 2 do
+        local c = assert(H.connect(gw.port))
+        assert(c:send("GET http://absolute.test/echo/abs?q=1 HTTP/1.1\r\n"
+                      .. "Host: ignored.test\r\n\r\n"))
+        local res = assert(c:read_response())
+        assert.equals(200, res.status)
+        local e = res:json()
+        assert.equals("/echo/abs", e.path)
+        assert.equals("q=1", e.query)
+        assert.equals("absolute.test", H.upstream_header(e, "x-forwarded-host"))
+        c:close()
+      end
+    end)
+
+    it("answers 50 pipelined requests in one write, in order", function()
+      local batch = {}
+      for i = 1, 50 do
+        batch[i] = H.request_bytes { method = (i % 3 == 0) and "POST" or "GET",
+                                     path = "/echo?n=" .. i,
+                                     body = (i % 3 == 0) and ("b" .. i) or nil }
+      end
+      for _ = 1, 2 do
+        local c = assert(H.connect(gw.port))
+        assert(c:send(table.concat(batch)))
+        for i = 1, 50 do
+          local res = assert(c:read_response())
+          assert.equals(200, res.status)
+          local e = res:json()
+          assert.equals("n=" .. i, e.query)
+          if i % 3 == 0 then
+            assert.equals("b" .. i, e.body)
+          end
+        end
+        c:close()
+      end
+    end)
+
+    it("handles a request sent one byte at a time", function()
+      local req = H.request_bytes { method = "POST", path = "/echo?slow=1",
+                                    headers = { ["X-A"] = "1" },
+                                    body = "0123456789" }
+      local c = assert(H.connect(gw.port))
+      assert(c:send_slowly(req, 1, 0.001))
+      local res = assert(c:read_response())
+      assert.equals(200, res.status)
+      assert.equals("0123456789", res:json().body)
+      c:close()
+    end)
+
+    it("treats a client's EOF while waiting as giving up (499, as nginx)", function()
+      -- nginx (proxy_ignore_client_abort off) cannot tell a half-close
+      -- from a close and finalizes with 499; so do we
+      for _ = 1, 2 do
+        local c = assert(H.connect(gw.port))
+        assert(c:send(H.request_bytes { path = "/delay/300",
+                                        headers = { Connection = "close" } }))
+        c.sock:shutdown("send")
+        local res, err = c:read_response()
+        assert.is_nil(res)
+        assert.is_truthy(err)
+        c:close()
+      end
+      -- the access log is flushed once a second
+      local found
+      local deadline = H.now() + 3
+      repeat
+        H.sleep(0.2)
+        local log = H.read_file(gw.prefix .. "/logs/access.log") or ""
+        local _, n = log:gsub('"GET /delay/300 HTTP/1%.1" 499', "")
+        found = n >= 2
+      until found or H.now() > deadline
+      assert.is_true(found, "two 499 lines in the access log")
+    end)
+
+    it("drops the upstream request when the client goes away", function()
+      local conns = {}
+      for i = 1, 10 do
+        conns[i] = assert(H.connect(gw.port))
+        assert(conns[i]:send(H.request_bytes { path = "/abort/delay/3000" }))
+      end
+      H.sleep(0.3)
+      assert.is_true(mock_abort:stats(1).open >= 10)
+      for _, c in ipairs(conns) do
+        c:close()
+      end
+      -- nginx (proxy_ignore_client_abort off) closes the upstream
+      -- connection when the client goes; the mock would answer after 3 s
+      -- and a pooled connection would stay open, so count well before
+      local open
+      local deadline = H.now() + 1.5
+      repeat
+        H.sleep(0.1)
+        open = mock_abort:stats(1).open  -- counts this /stats connection
+      until open <= 1 or H.now() > deadline
+      assert.is_true(open <= 1, "mock still has " .. (open - 1)
+                     .. " connections from the gateway 1.5 s after the clients left")
+      local res = assert(H.request(gw.port, { path = "/fast" }))
+      assert.equals(200, res.status)
+    end)
+
     it("keeps an HTTP/1.0 connection with Connection: keep-alive", function()
       local c = assert(H.connect(gw.port))
       for _ = 1, 2 do
@@ -305,6 +452,40 @@ describe("e2e proxy", function()
         assert.equals("hello\n", res.body)
       end
       c:close()
+    end)
+  end)
+
+  describe("Upgrade", function()
+    -- Kong proxies WebSocket-style upgrades: Upgrade/Connection pass
+    -- through, the 101 comes back, then bytes flow both ways
+    it("tunnels after 101 Switching Protocols", function()
+      for _ = 1, 2 do
+        local c = assert(H.connect(gw.port))
+        local res = assert(c:request { path = "/status/101", headers = {
+          Connection = "Upgrade", Upgrade = "websocket" } })
+        assert.equals(101, res.status)
+        assert.equals("websocket", (res.headers["upgrade"] or ""):lower())
+        assert(c:send("ping-through-tunnel"))
+        assert.equals("ping-through-tunnel", c:read_bytes(19, H.now() + 3))
+        assert(c:send("second"))
+        assert.equals("second", c:read_bytes(6, H.now() + 3))
+        c:close()
+      end
+    end)
+
+    it("never puts an upgraded upstream connection back in the pool", function()
+      for _ = 1, 2 do
+        local c = assert(H.connect(gw.port))
+        local res = c:request({ path = "/nr/status/101", headers = {
+          Connection = "Upgrade", Upgrade = "websocket" } }, { timeout = 2 })
+        assert.equals(101, res and res.status)
+        c:close()
+        -- service retries = 0: a reused switched connection would be a 502
+        for _ = 1, 3 do
+          res = assert(H.request(gw.port, { path = "/nr/echo" }))
+          assert.equals(200, res.status, tostring(res.body))
+        end
+      end
     end)
   end)
 

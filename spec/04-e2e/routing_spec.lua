@@ -30,6 +30,13 @@ describe("e2e routing", function()
       svc("hdrv2", mock, { { name = "hdrv2", paths = { "/hdr" },
                              headers = { ["x-version"] = { "v2" } } } }),
       svc("hdrany", mock, { { name = "hdrany", paths = { "/hdr" } } }),
+      svc("hdrre", mock, { { name = "hdrre", paths = { "/hre" },
+                             headers = { ["x-env"] = { "~*^prod-\\d+$" } } } }),
+      svc("hdrtwo", mock, { { name = "hdrtwo", paths = { "/hre" },
+                              headers = { ["x-env"] = { "staging" },
+                                          ["x-team"] = { "a", "b" } } } }),
+      svc("porthost", mock, { { name = "porthost",
+                                hosts = { "porthost.test:PORT" } } }),
       svc("regex", mock, { { name = "regex",
                              paths = { "~/users/(?<id>\\d+)$" } } }),
       svc("mixedprefix", mock, { { name = "mixedprefix",
@@ -85,7 +92,16 @@ describe("e2e routing", function()
       { name = "root", url = mock:url(1), routes = {
         { name = "root", paths = { "/rootsvc" } } } },
     }
-    gw = H.start_gateway { name = "routing", config = {
+    -- hosts with a port need the gateway's port, known before start
+    local port = H.free_port()
+    for _, sv in ipairs(services) do
+      for _, r in ipairs(sv.routes or {}) do
+        for i, h in ipairs(r.hosts or {}) do
+          r.hosts[i] = h:gsub("PORT", tostring(port))
+        end
+      end
+    end
+    gw = H.start_gateway { name = "routing", port = port, config = {
       _format_version = "3.0", services = services } }
   end)
 
@@ -192,6 +208,14 @@ describe("e2e routing", function()
     end)
   end)
 
+  describe("hosts with a port", function()
+    it("matches the Host's port, or the listener's when none is sent", function()
+      expect_route("porthost", "/x", "porthost.test:" .. gw.port)
+      expect_route("porthost", "/x", "porthost.test")
+      expect_404("/x", "porthost.test:1")
+    end)
+  end)
+
   describe("methods", function()
     it("matches listed methods only", function()
       expect_route("methods", "/methods", nil, { method = "POST", body = "" })
@@ -204,6 +228,20 @@ describe("e2e routing", function()
   describe("headers", function()
     it("prefers the route whose header matches", function()
       expect_route("hdrv2", "/hdr", nil, { headers = { ["X-Version"] = "v2" } })
+    end)
+
+    it("matches a regex header value (~*) case-insensitively", function()
+      expect_route("hdrre", "/hre", nil, { headers = { ["X-Env"] = "prod-42" } })
+      expect_route("hdrre", "/hre", nil, { headers = { ["X-Env"] = "PROD-7" } })
+      expect_404("/hre", nil, { headers = { ["X-Env"] = "prod-x" } })
+    end)
+
+    it("needs every header of the route, any of its values", function()
+      expect_route("hdrtwo", "/hre", nil, { headers = {
+        ["X-Env"] = "staging", ["X-Team"] = "b" } })
+      expect_404("/hre", nil, { headers = { ["X-Env"] = "staging" } })
+      expect_404("/hre", nil, { headers = {
+        ["X-Env"] = "staging", ["X-Team"] = "c" } })
     end)
 
     it("falls back to the route without headers", function()
@@ -248,6 +286,17 @@ describe("e2e routing", function()
       expect_route("pathonly", "/both/x", "other.test")
     end)
 
+    it("matches regex paths without the query string", function()
+      expect_route("regex", "/users/123?x=1")
+    end)
+
+    it("matches the normalized path", function()
+      expect_route("apiv1", "/api/./v1/x")
+      expect_route("apiv1", "/api/%76%31/x")          -- %76%31 = "v1"
+      expect_route("api", "/api/v1/../v2/x")
+      expect_route("apiv1", "//api//v1/x")
+    end)
+
     it("keeps the query string", function()
       for _ = 1, 2 do
         local res, echo = get("/api/v1/q?a=1&b=two%20words")
@@ -263,6 +312,15 @@ describe("e2e routing", function()
       for _ = 1, 2 do
         local _, echo = get("/api/v1/users")
         assert.equals("/svc/apiv1/users", echo.path)
+      end
+    end)
+
+    it("tells the upstream the stripped prefix (X-Forwarded-Prefix)", function()
+      for _ = 1, 2 do
+        local _, echo = get("/api/v1/users")
+        assert.equals("/api/v1", H.upstream_header(echo, "x-forwarded-prefix"))
+        _, echo = get("/nostrip/users")
+        assert.is_nil(H.upstream_header(echo, "x-forwarded-prefix"))
       end
     end)
 

@@ -210,6 +210,106 @@ describe("e2e upstream", function()
   end)
 end)
 
+describe("e2e new upstream connections", function()
+  local mock, gw
+
+  lazy_setup(function()
+    mock = H.start_mockup(1)
+    -- no pool: every request opens a new upstream connection
+    gw = H.start_gateway { name = "newconn",
+      conf = { upstream_keepalive_pool_size = 0 },
+      config = { _format_version = "3.0", services = { {
+        name = "s", url = mock:url(1), routes = { { paths = { "/" } } } } } } }
+  end)
+
+  lazy_teardown(function()
+    H.cleanup()
+  end)
+
+  -- Ordering, not speed: a /fast through the gateway (connect + request)
+  -- must be answered before a /delay/500 sent to the mock directly at the
+  -- same moment.
+  it("answers over a new upstream connection without stalling", function()
+    for i = 1, 3 do
+      local direct = assert(H.connect(mock.port))
+      local via = assert(H.connect(gw.port))
+      assert(direct:send(H.request_bytes { path = "/delay/500" }))
+      assert(via:send(H.request_bytes { path = "/fast?i=" .. i }))
+      local first = H.first_readable({ via, direct }, 5)
+      assert.equals(1, first, "round " .. i .. ": the gateway's answer came "
+                    .. "after a 500 ms delay sent at the same time")
+      local res = assert(via:read_response())
+      assert.equals(200, res.status)
+      assert(direct:read_response())
+      via:close()
+      direct:close()
+    end
+  end)
+
+  it("leaves no unexpected error log lines", function()
+    H.assert_no_error_log(gw)
+  end)
+end)
+
+describe("e2e retries on timeout", function()
+  local mock, gw, silent
+
+  lazy_setup(function()
+    mock = H.start_mockup(1)
+    -- a listener that never accepts: connects complete (backlog), the
+    -- request is never answered -> read timeout
+    silent = assert(require("socket").tcp())
+    assert(silent:bind("127.0.0.1", 0))
+    assert(silent:listen(64))
+    local _, sport = silent:getsockname()
+    gw = H.start_gateway { name = "tretry", config = {
+      _format_version = "3.0",
+      upstreams = { { name = "half-silent", targets = {
+        { target = "127.0.0.1:" .. sport, weight = 100 },
+        { target = "127.0.0.1:" .. mock.port, weight = 100 } } } },
+      services = { { name = "t", host = "half-silent", retries = 2,
+                     read_timeout = 300,
+                     routes = { { paths = { "/t" } } } } } } }
+  end)
+
+  lazy_teardown(function()
+    if silent then silent:close() end
+    H.cleanup()
+  end)
+
+  it("retries an idempotent request that timed out on another target", function()
+    for _ = 1, 6 do
+      local res = assert(H.request(gw.port, { path = "/t/echo" }))
+      assert.equals(200, res.status, tostring(res.body))
+      assert.equals(tostring(mock.port), res.headers["x-upstream-port"])
+    end
+  end)
+
+  -- nginx (proxy_next_upstream without non_idempotent) does not resend a
+  -- POST that reached an upstream; with the two targets taking turns, one
+  -- of two POSTs lands on the silent one and times out
+  it("does not resend a POST that timed out", function()
+    local statuses = {}
+    for i = 1, 4 do
+      local res = assert(H.request(gw.port, { method = "POST",
+                                              path = "/t/echo", body = "x" }))
+      statuses[i] = res.status
+      assert.is_true(res.status == 200 or res.status == 504,
+                     "status " .. res.status)
+    end
+    local n504 = 0
+    for _, st in ipairs(statuses) do
+      if st == 504 then n504 = n504 + 1 end
+    end
+    assert.is_true(n504 >= 1, "POSTs were resent: " .. table.concat(statuses, ","))
+  end)
+
+  it("leaves no unexpected error log lines", function()
+    H.assert_no_error_log(gw, { "timeout while reading the response head",
+                                "timed out" })
+  end)
+end)
+
 describe("e2e misbehaving upstreams", function()
   local gw, raws = nil, {}
 

@@ -1369,7 +1369,10 @@ static void conn_run(conn_t *c)
             else
                 conn_linger(c);
         } else if (c->eof) {
-            if (c->busy == B_HANG || (idle && (c->busy == B_NONE ||
+            /* a client gone while we wait (delay, hang) is gone: a
+             * proxy that drops its upstream request shows up here */
+            if (c->busy == B_HANG || c->busy == B_DELAY ||
+                (idle && (c->busy == B_NONE ||
                                                c->busy == B_RAW)))
                 c->dead = 1;
         }

@@ -294,24 +294,30 @@ function _M.spawn(cmd, outfile, env)
       envs = "env " .. table.concat(parts, " ") .. " "
     end
   end
+  -- a subshell runs cmd, prints its pid, waits for it and appends how it
+  -- ended to outfile (a crash shows as "exited: status 139")
   local script = string.format([[
 cd %s || exit 1
-exec %s%s </dev/null >%s 2>&1 &
-child=$!
-echo "$child"
-( trap '' HUP INT QUIT TERM
-  while kill -0 %d 2>/dev/null; do
-    if ! kill -0 "$child" 2>/dev/null; then exit 0; fi
-    sleep 0.5
-  done
-  kill -TERM "$child" 2>/dev/null; sleep 2; kill -KILL "$child" 2>/dev/null
-) </dev/null >/dev/null 2>&1 &
-]], q(_M.root), envs, cmd, q(outfile), lua_pid or 1)
+( %s%s </dev/null >%s 2>&1 &
+  c=$!
+  echo "$c"
+  ( trap '' HUP INT QUIT TERM
+    while kill -0 %d 2>/dev/null; do
+      if ! kill -0 "$c" 2>/dev/null; then exit 0; fi
+      sleep 0.5
+    done
+    kill -TERM "$c" 2>/dev/null; sleep 2; kill -KILL "$c" 2>/dev/null
+  ) </dev/null >/dev/null 2>&1 &
+  exec >/dev/null 2>&1 </dev/null
+  wait "$c"
+  echo "[spawn] $(date +%%T) pid $c exited: status $?" >>%s
+) &
+]], q(_M.root), envs, cmd, q(outfile), lua_pid or 1, q(outfile))
   local p = io.popen(script)
   local pid = tonumber(p:read("*l") or "")
   p:close()
   assert(pid, "could not start: " .. cmd)
-  procs[#procs + 1] = { pid = pid, cmd = cmd }
+  procs[#procs + 1] = { pid = pid, cmd = cmd, out = outfile }
   return pid
 end
 
@@ -494,6 +500,7 @@ function _M.start_mockup(n_or_ports)
   local dir = _M.new_prefix("mockup")
   local out = dir .. "/mockup.out"
   local pid = _M.spawn(q(_M.mockup_bin) .. " " .. table.concat(ports, " "), out)
+  procs[#procs].helper = true
   local deadline = _M.now() + 10
   while true do
     local s = _M.read_file(out) or ""
@@ -561,6 +568,7 @@ function _M.start_raw_upstream(reply)
   local out = dir .. "/raw.out"
   local pid = _M.spawn("$(command -v lua5.1 || echo lua) " .. q(script) .. " " .. port .. " " .. q(replyf),
                        out)
+  procs[#procs].helper = true
   local deadline = _M.now() + 10
   while not (_M.read_file(out) or ""):find("ready", 1, true) do
     if not _M.alive(pid) or _M.now() > deadline then
@@ -772,9 +780,26 @@ end
 -- Kill every process started by this helper and remove prefixes (unless
 -- MOONGATE_KEEP_PREFIX is set).  Safe to call more than once.
 function _M.cleanup()
+  -- a gateway that daemonised (or a master left by a failed test) in one
+  -- of our prefixes: its pid file names it, its command line names the
+  -- prefix
+  for _, d in ipairs(prefixes) do
+    local pid = tonumber((_M.read_file(d .. "/pids/moongate.pid") or "")
+                         :match("%d+") or "")
+    local cmdline = pid and _M.read_file("/proc/" .. pid .. "/cmdline")
+    if cmdline and cmdline:find(d, 1, true) and _M.alive(pid) then
+      _M.terminate(pid, "TERM", 3)
+    end
+  end
   for i = #procs, 1, -1 do
     local p = procs[i]
     if p then
+      if p.helper and not _M.alive(p.pid) and p.out then
+        -- died before its test was over: say so (TAP comment)
+        local t = _M.tail(_M.read_file(p.out), 5):gsub("\n", "\n# ")
+        io.stdout:write("# warning: " .. p.cmd .. " (pid " .. p.pid
+                        .. ") had exited before cleanup:\n# " .. t .. "\n")
+      end
       _M.terminate(p.pid, "TERM", 3)
     end
   end
@@ -782,7 +807,10 @@ function _M.cleanup()
   if not os.getenv("MOONGATE_KEEP_PREFIX") then
     for _, d in ipairs(prefixes) do
       if d:match("^/tmp/moongate%-spec%-") then
-        os.execute("rm -rf " .. q(d))
+        -- a wrapper may still be appending the exit status of its
+        -- process: retry once
+        os.execute("rm -rf " .. q(d) .. " 2>/dev/null || { sleep 0.2; rm -rf "
+                   .. q(d) .. "; }")
       end
     end
     prefixes = {}
@@ -1046,6 +1074,30 @@ end
 function Conn:wait_closed(timeout)
   local data, err = self:read_all(timeout)
   return err == "closed", data
+end
+
+-- Index of the first of conns to have data to read (or to be closed),
+-- nil on timeout.  For ordering assertions: which answer came first.
+function _M.first_readable(conns, timeout)
+  local deadline = _M.now() + (timeout or 5)
+  local socks, index = {}, {}
+  for i, c in ipairs(conns) do
+    if #c.buf > 0 or c.eof then
+      return i
+    end
+    socks[#socks + 1] = c.sock
+    index[c.sock] = i
+  end
+  while true do
+    local left = deadline - _M.now()
+    if left <= 0 then
+      return nil
+    end
+    local r = socket.select(socks, nil, left)
+    if r and r[1] then
+      return index[r[1]]
+    end
+  end
 end
 
 -- Read an HTTP/1.x response.
