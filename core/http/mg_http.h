@@ -79,6 +79,7 @@ struct mg_request_s {
     mg_upconn_t         *u;
     int                  tries;       /* connection attempts made */
     uint8_t             *tried;       /* balancer bitmap */
+    ev_timer             retry_timer; /* backoff before the next try */
     char                *uhead;       /* upstream request head */
     size_t               uhead_len;
     size_t               uhead_sent;

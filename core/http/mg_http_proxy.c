@@ -358,7 +358,7 @@ mg_proxy_pick(mg_request_t *r)
     if (r->tried) {
         r->tried[idx / 8] |= (uint8_t) (1u << (idx % 8));
     }
-    peer = &up->peers[idx];
+    peer = &s->peers[idx];
     if (!peer->resolved) {
         mg_http_send_error(r, 503, "name resolution failed");
         return NULL;
@@ -372,6 +372,50 @@ mg_proxy_idempotent(const mg_request_t *r)
     mg_str_t m = r->head.method;
     return !(mg_str_eq_lit(m, "POST") || mg_str_eq_lit(m, "PATCH")
              || mg_str_eq_lit(m, "LOCK"));
+}
+
+/*
+ * Retries wait an exponential backoff with jitter: try k (k >= 1 tries
+ * made) waits a uniform time in [d/2, d] with d = 5 ms * 2^(k-1), capped
+ * at 1 s -- a target that just refused is given a moment, and a burst of
+ * failing requests does not retry in lockstep.  The balancer has already
+ * excluded the tried targets, so the next try goes elsewhere when it can.
+ */
+#define MG_RETRY_BASE_MS 5
+#define MG_RETRY_MAX_MS  1000
+
+static void
+mg_proxy_retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    mg_request_t *r = w->data;
+    mg_conn_t    *c = r->conn;
+
+    (void) revents;
+    ev_timer_stop(loop, w);
+    mg_time_update(ev_now(loop));
+    MG_CONN_ENTER(c);
+    mg_proxy_connect(r);
+    MG_CONN_LEAVE(c);
+    mg_worker_ready_flush();
+}
+
+static void
+mg_proxy_retry_later(mg_request_t *r)
+{
+    uint64_t d = MG_RETRY_BASE_MS;
+    int      k;
+
+    for (k = 1; k < r->tries && d < MG_RETRY_MAX_MS; k++) {
+        d <<= 1;
+    }
+    if (d > MG_RETRY_MAX_MS) {
+        d = MG_RETRY_MAX_MS;
+    }
+    d = d / 2 + mg_worker_random() % (d / 2 + 1);
+    r->ustate = MG_REQ_UPSTREAM_NONE;
+    ev_timer_init(&r->retry_timer, mg_proxy_retry_cb, (double) d / 1000.0, 0.);
+    r->retry_timer.data = r;
+    ev_timer_start(mg_worker->loop, &r->retry_timer);
 }
 
 /* The current try failed before any response byte reached the client. */
@@ -410,7 +454,7 @@ mg_proxy_next(mg_request_t *r, const char *err, int status)
     if (r->tries <= s->retries && replay
         && (!sent || mg_proxy_idempotent(r)))
     {
-        mg_proxy_connect(r);
+        mg_proxy_retry_later(r);
         return;
     }
     r->ustate = MG_REQ_UPSTREAM_NONE;
@@ -1265,6 +1309,9 @@ mg_proxy_handler(mg_upconn_t *u, int events)
 void
 mg_proxy_cleanup(mg_request_t *r)
 {
+    if (ev_is_active(&r->retry_timer)) {
+        ev_timer_stop(mg_worker->loop, &r->retry_timer);
+    }
     if (r->u) {
         mg_upconn_t *u = r->u;
         r->u = NULL;

@@ -128,7 +128,23 @@ mg_runtime_build(mg_config_t *cf, char *err, size_t errlen)
         srt->service = s;
         srt->tls = mg_str_eq_lit(s->protocol, "https");
         if (s->upstream) {
-            srt->upstream = &rt->upstreams[s->upstream->index];
+            mg_upstream_rt_t *urt = &rt->upstreams[s->upstream->index];
+            srt->upstream = urt;
+            srt->npeers = urt->npeers;
+            if (urt->npeers == 0) {
+                continue;
+            }
+            srt->peers = mg_pool_calloc(pool, sizeof(mg_peer_t) * urt->npeers);
+            if (srt->peers == NULL) {
+                snprintf(err, errlen, "out of memory");
+                return NULL;
+            }
+            for (j = 0; j < urt->npeers; j++) {
+                srt->peers[j] = urt->peers[j];     /* resolved copy */
+                srt->peers[j].idle = NULL;
+                srt->peers[j].nidle = 0;
+                srt->peers[j].active = 0;
+            }
             continue;
         }
         srt->peer = mg_pool_calloc(pool, sizeof(mg_peer_t));
@@ -406,9 +422,9 @@ mg_upconn_close_idle(mg_runtime_t *rt)
             mg_upconn_close_peer_idle(rt->services[i].peer);
         }
     }
-    for (i = 0; i < rt->cf->upstreams_n; i++) {
-        for (j = 0; j < rt->upstreams[i].npeers; j++) {
-            mg_upconn_close_peer_idle(&rt->upstreams[i].peers[j]);
+    for (i = 0; i < rt->cf->services_n; i++) {
+        for (j = 0; j < rt->services[i].npeers; j++) {
+            mg_upconn_close_peer_idle(&rt->services[i].peers[j]);
         }
     }
 }

@@ -47,7 +47,13 @@ typedef struct {
 typedef struct {
     const mg_service_t *service;
     mg_peer_t          *peer;      /* when the host is not an upstream */
-    mg_upstream_rt_t   *upstream;  /* when it is */
+    mg_upstream_rt_t   *upstream;  /* when it is: its balancer picks... */
+    mg_peer_t          *peers;     /* ...an index into the service's own
+                                      peers, so keep-alive pools are per
+                                      (service, target) and connections
+                                      with different TLS settings never
+                                      mix */
+    size_t              npeers;
     int                 tls;       /* https service */
 } mg_service_rt_t;
 
