@@ -489,8 +489,8 @@ mg_proxy_start(mg_request_t *r)
         && r->head.http_minor >= 1 && mg_buf_len(c->in) == 0)
     {
         static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
-        if (send(c->fd, cont, sizeof(cont) - 1, MSG_NOSIGNAL)
-            != (ssize_t) sizeof(cont) - 1)
+        struct iovec ci = { (void *) cont, sizeof(cont) - 1 };
+        if (c->io->writev(c, &ci, 1) != (ssize_t) sizeof(cont) - 1)
         {
             mg_http_request_abort(r, mg_err_io);
             return;
@@ -615,8 +615,7 @@ mg_proxy_send(mg_request_t *r)
     if (n == 0) {
         goto sent;
     }
-    w = n == 1 ? send(u->fd, iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL)
-               : writev(u->fd, iov, n);
+    w = mg_upconn_writev(u, iov, n);
     if (w < 0) {
         if (errno == EAGAIN || errno == EINTR) {
             mg_upconn_want_write(u, 1);
@@ -855,7 +854,8 @@ mg_proxy_tunnel_c2u(mg_request_t *r)
     ssize_t    n;
 
     while (u && mg_buf_len(b) > 0) {
-        n = send(u->fd, b->pos, mg_buf_len(b), MSG_NOSIGNAL);
+        struct iovec iov = { b->pos, mg_buf_len(b) };
+        n = mg_upconn_writev(u, &iov, 1);
         if (n < 0) {
             if (errno == EAGAIN || errno == EINTR) {
                 mg_upconn_want_write(u, 1);
@@ -951,7 +951,7 @@ mg_proxy_tunnel_read(mg_request_t *r)
         return;                 /* still waiting for the client */
     }
     u->in->pos = u->in->last = u->in->start;
-    n = recv(u->fd, u->in->last, mg_buf_room(u->in), 0);
+    n = mg_upconn_recv(u, u->in->last, mg_buf_room(u->in));
     if (n < 0) {
         if (errno == EAGAIN || errno == EINTR) {
             return;
@@ -1024,7 +1024,12 @@ mg_proxy_process(mg_request_t *r)
         {
             /* interim response: pass 103 and friends to HTTP/1.1 clients
              * when the socket takes them at once, else drop them */
-            if (r->head.http_minor >= 1 && r->rhead.status != 100) {
+            if (r->head.http_minor >= 1 && r->rhead.status != 100
+                && !r->conn->ssl)
+            {
+                /* (not over TLS: a record that would block must be
+                 * written again with the same bytes, and an optional
+                 * hint is not worth holding the response for) */
                 ssize_t w = send(r->conn->fd, b->pos, hl, MSG_NOSIGNAL);
                 (void) w;
             }
@@ -1140,7 +1145,7 @@ mg_proxy_read(mg_request_t *r)
         if (room == 0) {
             return;      /* cannot happen: process() drains or grows */
         }
-        n = recv(u->fd, b->last, room, 0);
+        n = mg_upconn_recv(u, b->last, room);
         if (n < 0) {
             if (errno == EAGAIN || errno == EINTR) {
                 return;

@@ -15,6 +15,7 @@
 #include <arpa/inet.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include "mg_upstream.h"
 #include "../base/mg_log.h"
 #include "../base/mg_time.h"
@@ -326,6 +327,21 @@ mg_upconn_get(mg_peer_t *peer, void *owner, mg_upconn_handler_pt handler,
     mg_upconn_want_write(u, 1);
     peer->active++;
     return u;
+}
+
+ssize_t
+mg_upconn_recv(mg_upconn_t *u, char *buf, size_t n)
+{
+    return recv(u->fd, buf, n, 0);
+}
+
+ssize_t
+mg_upconn_writev(mg_upconn_t *u, const struct iovec *iov, int iovcnt)
+{
+    if (iovcnt == 1) {
+        return send(u->fd, iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL);
+    }
+    return writev(u->fd, iov, iovcnt);
 }
 
 int

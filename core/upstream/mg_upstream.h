@@ -18,6 +18,7 @@
 
 #include <ev.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include "../mg_core.h"
 #include "../base/mg_buf.h"
 #include "../conf/mg_config.h"
@@ -110,6 +111,12 @@ void mg_upconn_timer(mg_upconn_t *u, int msec);
 
 /* Drop every idle pooled connection (graceful stop). */
 void mg_upconn_close_idle(mg_runtime_t *rt);
+
+/* I/O on an upstream connection, plain or TLS: recv(2)/writev(2)
+ * semantics (-1 with errno EAGAIN when it would block; after EAGAIN a
+ * write must be retried with the same bytes). */
+ssize_t mg_upconn_recv(mg_upconn_t *u, char *buf, size_t n);
+ssize_t mg_upconn_writev(mg_upconn_t *u, const struct iovec *iov, int iovcnt);
 
 /* Result of a completed connect: 0, or the errno. */
 int mg_upconn_connect_result(mg_upconn_t *u);
