@@ -20,7 +20,7 @@ PKGS     := yaml-0.1 libpcre2-8
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 override CFLAGS += $(PKG_CFLAGS)
-LDLIBS   += $(PKG_LIBS) -lev -lhttp_parser -lm
+LDLIBS   += $(PKG_LIBS) -lev -lhttp_parser -lcares -lm -lmbedtls -lmbedx509 -lmbedcrypto
 LDFLAGS  ?=
 override LDFLAGS += $(SAN)
 
@@ -32,7 +32,7 @@ HDRS      := $(shell find core -name '*.h')
 UNIT_SRCS := $(wildcard spec/c/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:spec/c/%.c=$(BUILD)/spec/%)
 
-HELPER_BINS := $(BUILD)/mockup
+HELPER_BINS := $(BUILD)/mockup $(BUILD)/mockdns
 # the default build is bin/moongate; other builds (asan) stay in their dir
 MOONGATE := $(if $(filter build,$(BUILD)),bin/moongate,$(BUILD)/moongate)
 
@@ -58,6 +58,10 @@ $(BUILD)/spec/%: spec/c/%.c spec/c/tap.h $(BUILD)/libmoongate.a $(HDRS)
 	$(CC) $(CFLAGS) -Ispec/c -o $@ $< $(BUILD)/libmoongate.a $(LDLIBS)
 
 $(BUILD)/mockup: spec/helpers/mockup.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< -lev
+
+$(BUILD)/mockdns: spec/helpers/mockdns.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< -lev
 

@@ -37,6 +37,7 @@ extern const char mg_err_io[];
 
 typedef enum {
     MG_CONN_IDLE = 0,      /* keep-alive, waiting for a request */
+    MG_CONN_HANDSHAKE,     /* TLS handshake under way */
     MG_CONN_HEAD,          /* reading a request head */
     MG_CONN_ACTIVE,        /* a request is being served */
     MG_CONN_LINGER         /* response sent, draining input before close */
@@ -48,6 +49,7 @@ struct mg_conn_s {
     ev_io                wev;
     ev_timer             timer;
     const mg_conn_io_t  *io;
+    struct mg_tls_conn_s *tls;        /* NULL on plain connections */
     mg_buf_t            *in;          /* NULL while idle */
     mg_request_t        *req;         /* current request, or NULL */
     union {
@@ -124,6 +126,7 @@ struct mg_worker_s {
     size_t            nready;
     size_t            ready_cap;
     unsigned          in_ready;
+    struct mg_dns_s  *dns;           /* the worker's resolver, or NULL */
     int               access_fd;     /* -1 when off */
     mg_buf_t         *access_buf;
 };
@@ -155,6 +158,9 @@ void mg_conn_timer_set(mg_conn_t *c, int msec);   /* 0 stops the timer */
             mg_conn_close(c);                                               \
         }                                                                   \
     } while (0)
+
+/* Queue a read of c for this loop iteration (bytes TLS already holds). */
+void mg_conn_queue_read(mg_conn_t *c);
 
 /* Worker-wide resources. */
 mg_pool_t *mg_worker_pool_get(void);

@@ -32,6 +32,8 @@
 #include "../base/mg_pool.h"
 #include "../conf/mg_config.h"
 #include "../upstream/mg_upstream.h"
+#include "../upstream/mg_health.h"
+#include "../tls/mg_tls.h"
 
 #define MG_MAX_WORKERS 256
 
@@ -242,6 +244,24 @@ mg_gen_load(mg_gen_t *g, char *err, size_t errlen)
         mg_config_free(cf);
         return MG_ERROR;
     }
+    /* health state lives in memory shared by every worker of this
+     * generation: it must exist before they fork */
+    g->rt->health = mg_health_create(g->rt, err, errlen);
+    if (g->rt->health == NULL) {
+        return MG_ERROR;
+    }
+    for (i = 0; i < g->conf->proxy_listen.n; i++) {
+        if (g->conf->proxy_listen.elts[i].ssl) {
+            /* certificates by SNI; a default one is made under the
+             * prefix at first start when none is configured */
+            g->rt->tls_server = mg_tls_server_create(g->conf, g->rt->cf, err,
+                                                     errlen);
+            if (g->rt->tls_server == NULL) {
+                return MG_ERROR;
+            }
+            break;
+        }
+    }
     mg_listen_key(g->conf, g->listen_key, sizeof(g->listen_key));
     return MG_OK;
 }
@@ -326,8 +346,10 @@ mg_reap(mg_gen_t *g, int respawn)
         }
         mg_proc_t p = mg_procs[i];
         mg_procs[i] = mg_procs[--mg_nprocs];
-        if (p.exiting && WIFEXITED(status) && WEXITSTATUS(status) == 0) {
-            mg_log_info("worker process %d exited", (int) pid);
+        if (p.exiting) {
+            /* asked to stop: whichever way it went is expected */
+            mg_log_info("worker process %d exited (status %d)", (int) pid,
+                        status);
             continue;
         }
         if (WIFSIGNALED(status)) {

@@ -29,6 +29,9 @@
 #include "../base/mg_pool.h"
 #include "../base/mg_time.h"
 #include "../http/mg_http.h"
+#include "../upstream/mg_dns.h"
+#include "../upstream/mg_health.h"
+#include "../tls/mg_tls.h"
 
 const char mg_err_timeout[] = "timeout";
 const char mg_err_closed[] = "closed";
@@ -60,6 +63,23 @@ mg_conn_plain_writev(mg_conn_t *c, const struct iovec *iov, int iovcnt)
 static const mg_conn_io_t mg_conn_plain_io = {
     mg_conn_plain_recv,
     mg_conn_plain_writev,
+};
+
+static ssize_t
+mg_conn_tls_recv(mg_conn_t *c, char *buf, size_t n)
+{
+    return mg_tls_recv(c->tls, buf, n);
+}
+
+static ssize_t
+mg_conn_tls_writev(mg_conn_t *c, const struct iovec *iov, int iovcnt)
+{
+    return mg_tls_writev(c->tls, iov, iovcnt);
+}
+
+static const mg_conn_io_t mg_conn_tls_io = {
+    mg_conn_tls_recv,
+    mg_conn_tls_writev,
 };
 
 uint64_t
@@ -180,6 +200,10 @@ mg_conn_close(mg_conn_t *c)
         mg_buf_put(c->in);
         c->in = NULL;
     }
+    if (c->tls) {
+        mg_tls_conn_free(c->tls);
+        c->tls = NULL;
+    }
     close(c->fd);
     c->fd = -1;
     c->id = 0;          /* queued readiness for it is now stale */
@@ -259,6 +283,11 @@ mg_conn_ready(void *obj, int revents)
     mg_conn_t *c = obj;
 
     MG_CONN_ENTER(c);
+    if (c->state == MG_CONN_HANDSHAKE) {
+        mg_http_conn_handshake(c);
+        MG_CONN_LEAVE(c);
+        return;
+    }
     if (revents & EV_WRITE) {
         mg_http_conn_write(c);
     }
@@ -266,6 +295,12 @@ mg_conn_ready(void *obj, int revents)
         mg_http_conn_read(c);
     }
     MG_CONN_LEAVE(c);
+}
+
+void
+mg_conn_queue_read(mg_conn_t *c)
+{
+    mg_worker_ready(mg_conn_ready, c, &c->id, EV_READ);
 }
 
 static void
@@ -347,6 +382,20 @@ mg_worker_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
                                   : ((struct sockaddr_in *) &l->ls->addr)->sin_port);
         c->ssl = l->ls->ssl;
         c->id = ++wk->next_conn_id;
+        if (c->ssl) {
+            c->tls = wk->rt && wk->rt->tls_server
+                         ? mg_tls_conn_server(wk->rt->tls_server, fd) : NULL;
+            if (c->tls == NULL) {
+                mg_log_error("cannot set up TLS for a new connection");
+                close(fd);
+                c->next = wk->free_conns;
+                wk->free_conns = c;
+                continue;
+            }
+            mg_tls_conn_set_id(c->tls, c->id);
+            c->io = &mg_conn_tls_io;
+            c->state = MG_CONN_HANDSHAKE;
+        }
         if (ss.ss_family != AF_UNIX) {
             setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
         }
@@ -488,8 +537,6 @@ mg_worker_run(mg_conf_t *conf, mg_runtime_t *rt, int slot, const int *fds,
 
     signal(SIGPIPE, SIG_IGN);
     signal(SIGHUP, SIG_IGN);
-    sigemptyset(&set);
-    sigprocmask(SIG_SETMASK, &set, NULL);
 
     w.loop = ev_loop_new(EVBACKEND_EPOLL | EVFLAG_NOENV);
     if (w.loop == NULL) {
@@ -500,6 +547,15 @@ mg_worker_run(mg_conf_t *conf, mg_runtime_t *rt, int slot, const int *fds,
         _exit(2);
     }
     mg_time_update(ev_time());
+    mg_tls_after_fork();
+    {
+        char derr[256];
+        w.dns = mg_dns_create(w.loop, conf, NULL, derr, sizeof(derr));
+        if (w.dns == NULL) {
+            mg_log_crit("worker %d: DNS resolver unavailable: %s; upstreams "
+                        "named by hostname will answer 503", slot, derr);
+        }
+    }
 
     if (conf->proxy_access_log && strcmp(conf->proxy_access_log, "off") != 0) {
         mg_conf_path(conf, conf->proxy_access_log, path, sizeof(path));
@@ -528,12 +584,22 @@ mg_worker_run(mg_conf_t *conf, mg_runtime_t *rt, int slot, const int *fds,
     ev_signal_start(w.loop, &w.sigquit);
     ev_signal_start(w.loop, &w.sigterm);
     ev_signal_start(w.loop, &w.sigint);
+    /* the master forked us with its signals blocked: unblock them only
+     * now that the watchers exist, so a stop that arrives during start-up
+     * is a clean stop, not death by the default action */
+    sigemptyset(&set);
+    sigprocmask(SIG_SETMASK, &set, NULL);
     ev_prepare_init(&w.prepare, mg_worker_prepare_cb);
     ev_prepare_start(w.loop, &w.prepare);
     ev_timer_init(&w.flush_timer, mg_worker_flush_cb, 1., 1.);
     ev_timer_start(w.loop, &w.flush_timer);
     ev_unref(w.loop);      /* the flush timer alone keeps nothing alive */
 
+    if (slot == 0 && rt && rt->health) {
+        /* one prober per generation; the master restarts slot 0 if it
+         * dies, and the state it writes is shared */
+        mg_health_start_active(rt->health, w.loop, rt);
+    }
     mg_log_info("worker %d started", slot);
     ev_run(w.loop, 0);
     if (w.terminating) {

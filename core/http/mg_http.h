@@ -24,6 +24,7 @@
 
 typedef enum {
     MG_REQ_UPSTREAM_NONE = 0,
+    MG_REQ_UPSTREAM_RESOLVING,    /* waiting for DNS */
     MG_REQ_UPSTREAM_CONNECTING,
     MG_REQ_UPSTREAM_SENDING,      /* head and body going out */
     MG_REQ_UPSTREAM_WAITING,      /* all sent, no response byte yet */
@@ -78,9 +79,17 @@ struct mg_request_s {
     mg_peer_t           *peer;
     mg_upconn_t         *u;
     int                  tries;       /* connection attempts made */
+    int                  bidx;        /* balancer index of the try, or -1 */
+    unsigned             bheld:1;     /* a pick awaits its release */
+    unsigned             key_done:1;  /* hash key computed (once) */
+    mg_balancer_key_t    key;
+    mg_str_t             set_cookie;  /* hash_on cookie made up for the client */
+    double               try_start;
     uint8_t             *tried;       /* balancer bitmap */
     ev_timer             retry_timer; /* backoff before the next try */
+    void                *dns_handle;  /* a lookup under way */
     char                *uhead;       /* upstream request head */
+    mg_str_t             uhost;       /* the Host header sent upstream */
     size_t               uhead_len;
     size_t               uhead_sent;
     size_t               body_inflight; /* validated chunked bytes unsent */
@@ -114,6 +123,7 @@ void mg_http_conn_init(mg_conn_t *c);
 void mg_http_conn_read(mg_conn_t *c);
 void mg_http_conn_write(mg_conn_t *c);
 void mg_http_conn_timeout(mg_conn_t *c);
+void mg_http_conn_handshake(mg_conn_t *c);
 
 /* Answer with a gateway-generated JSON error (Kong's shape) and finish. */
 void mg_http_send_error(mg_request_t *r, int status, const char *message);
@@ -144,6 +154,12 @@ void mg_proxy_cleanup(mg_request_t *r);
 /* Access log (mg_http_log.c). */
 void mg_http_log_request(mg_request_t *r);
 void mg_http_log_flush(void);
+
+/* All values of request header name (case-insensitive) into out[0..max);
+ * returns how many there are.  ctx is the request.  (The router's and
+ * the balancer's header accessor.) */
+size_t mg_http_request_header(void *ctx, mg_str_t name, mg_str_t *out,
+                              size_t max);
 
 /* Kong's message for a status the gateway generates. */
 const char *mg_http_error_message(int status);

@@ -28,6 +28,9 @@
 #include <arpa/inet.h>
 #include <sys/socket.h>
 #include "mg_http.h"
+#include "../upstream/mg_dns.h"
+#include "../upstream/mg_health.h"
+#include "../tls/mg_tls.h"
 #include "../base/mg_log.h"
 #include "../base/mg_pool.h"
 #include "../base/mg_time.h"
@@ -37,6 +40,8 @@
 static void mg_proxy_handler(mg_upconn_t *u, int events);
 static void mg_proxy_connect(mg_request_t *r);
 static void mg_proxy_send(mg_request_t *r);
+static void mg_proxy_hash_key(mg_request_t *r);
+static void mg_proxy_release(mg_request_t *r, int failed);
 static int mg_proxy_tunnel_start(mg_request_t *r);
 static void mg_proxy_tunnel_read(mg_request_t *r);
 static void mg_proxy_tunnel_c2u(mg_request_t *r);
@@ -218,6 +223,8 @@ mg_proxy_build_head(mg_request_t *r)
                                : (up && up->host_header.len) ? up->host_header
                                                              : r->peer->host;
 
+    r->uhost = host;     /* also the TLS server name, as Kong's $upstream_host */
+
     iplen = mg_conn_peer_ip(c, ip, sizeof(ip));
     xff = mg_proxy_find(h, "x-forwarded-for");
     cap = r->head_len + r->upath_len + r->query.len + host.len + r->npath.len
@@ -339,15 +346,19 @@ mg_proxy_pick(mg_request_t *r)
     int               idx;
 
     if (s->peer) {
-        if (!s->peer->resolved) {
-            r->error = "name resolution failed";
-            mg_http_send_error(r, 503, "name resolution failed");
-            return NULL;
-        }
-        return s->peer;
+        return s->peer;          /* a name is resolved by the caller */
+    }
+    if (up && r->rt->health) {
+        mg_health_sync(r->rt->health, r->rt);   /* O(1) when unchanged */
+    }
+    if (up && up->balancer && !r->key_done
+        && mg_balancer_algorithm(up->balancer) == MG_BALANCER_CONSISTENT_HASHING)
+    {
+        mg_proxy_hash_key(r);
     }
     if (up == NULL || up->balancer == NULL
-        || (idx = mg_balancer_pick(up->balancer, r->tried)) < 0)
+        || (idx = mg_balancer_pick(up->balancer, r->tried,
+                                   r->key.valid ? &r->key : NULL)) < 0)
     {
         mg_log_error("*%llu no peer available for upstream of service %.*s",
                      (unsigned long long) r->conn->id,
@@ -358,11 +369,10 @@ mg_proxy_pick(mg_request_t *r)
     if (r->tried) {
         r->tried[idx / 8] |= (uint8_t) (1u << (idx % 8));
     }
+    r->bidx = idx;
+    r->bheld = 1;
+    r->try_start = mg_time_now;
     peer = &s->peers[idx];
-    if (!peer->resolved) {
-        mg_http_send_error(r, 503, "name resolution failed");
-        return NULL;
-    }
     return peer;
 }
 
@@ -418,6 +428,65 @@ mg_proxy_retry_later(mg_request_t *r)
     ev_timer_start(mg_worker->loop, &r->retry_timer);
 }
 
+/* Every pick is released once: least-connections counts what is in
+ * flight, latency learns the time to the first response byte. */
+static void
+mg_proxy_release(mg_request_t *r, int failed)
+{
+    mg_upstream_rt_t *up = r->svc ? r->svc->upstream : NULL;
+    double            ms = 0;
+
+    if (!r->bheld || up == NULL || up->balancer == NULL) {
+        return;
+    }
+    r->bheld = 0;
+    if (!failed && r->upstream_first > r->try_start) {
+        ms = (r->upstream_first - r->try_start) * 1000;
+    }
+    mg_balancer_release(up->balancer, r->bidx, ms, failed);
+}
+
+/* The consistent-hashing key, once per request (retries reuse it). */
+static void
+mg_proxy_hash_key(mg_request_t *r)
+{
+    const mg_upstream_t *u = r->svc->service->upstream;
+    mg_balancer_req_t    br;
+    char                 ip[INET6_ADDRSTRLEN];
+    size_t               clen = mg_balancer_cookie_size(u), slen = 0;
+    char                *cbuf = clen ? mg_pool_alloc(r->pool, clen) : NULL;
+
+    r->key_done = 1;
+    memset(&br, 0, sizeof(br));
+    br.client_ip.data = ip;
+    br.client_ip.len = mg_conn_peer_ip(r->conn, ip, sizeof(ip));
+    br.path = r->npath;
+    br.query = r->query;
+    br.get_header = mg_http_request_header;
+    br.header_ctx = r;
+    br.ncaptures = r->match.ncaptures;
+    br.capture_names = r->match.capture_names;
+    br.captures = r->match.captures;
+    if (mg_balancer_hash_key(u, &br, &r->key, cbuf, cbuf ? clen : 0, &slen)
+        && slen > 0)
+    {
+        r->set_cookie.data = cbuf;
+        r->set_cookie.len = slen;
+    }
+}
+
+/* Passive health: tell the shared state how this try to a target went. */
+static void
+mg_proxy_report(mg_request_t *r, int kind, int status)
+{
+    const mg_upstream_t *up = r->svc->service->upstream;
+
+    if (up && r->bidx >= 0 && r->rt->health) {
+        mg_health_report(r->rt->health, up->index, (size_t) r->bidx, kind,
+                         status);
+    }
+}
+
 /* The current try failed before any response byte reached the client. */
 static void
 mg_proxy_next(mg_request_t *r, const char *err, int status)
@@ -437,6 +506,11 @@ mg_proxy_next(mg_request_t *r, const char *err, int status)
                  (int) r->head.method.len, r->head.method.data,
                  (int) r->path.len, r->path.data);
     r->error = err;
+    if (!stale) {
+        mg_proxy_report(r, err == mg_err_timeout ? MG_HEALTH_TIMEOUT
+                                                 : MG_HEALTH_TCP_FAILURE, 0);
+    }
+    mg_proxy_release(r, 1);
     if (u) {
         r->u = NULL;
         mg_upconn_close(u);
@@ -466,14 +540,6 @@ mg_proxy_start(mg_request_t *r)
 {
     mg_conn_t *c = r->conn;
 
-    if (r->svc->tls) {
-        mg_log_error("*%llu service \"%.*s\" uses https: upstream TLS is not "
-                     "available in this build", (unsigned long long) c->id,
-                     (int) r->svc->service->name.len,
-                     r->svc->service->name.data);
-        mg_http_send_error(r, 502, NULL);
-        return;
-    }
     if (r->svc->upstream && r->svc->upstream->npeers > 0) {
         r->tried = mg_pool_calloc(r->pool, (r->svc->upstream->npeers + 7) / 8);
     }
@@ -503,13 +569,49 @@ mg_proxy_start(mg_request_t *r)
     mg_proxy_connect(r);
 }
 
+static void mg_proxy_connect_peer(mg_request_t *r);
+
+/* Apply a DNS answer to r's peer; 0 when it has an address now. */
+static int
+mg_proxy_dns_apply(mg_request_t *r, const mg_dns_result_t *res)
+{
+    mg_peer_t           *peer = r->peer;
+    const mg_dns_addr_t *a;
+
+    if (res->status != MG_OK || res->naddrs == 0) {
+        mg_log_error("*%llu could not resolve \"%s\": %s",
+                     (unsigned long long) r->conn->id, peer->dns_name,
+                     res->error ? res->error : "no address");
+        r->error = "name resolution failed";
+        mg_http_send_error(r, 503, "name resolution failed");
+        return -1;
+    }
+    a = &res->addrs[peer->rr++ % res->naddrs];
+    mg_peer_set_address(peer, &a->addr, a->addrlen, a->port);
+    return 0;
+}
+
+static void
+mg_proxy_dns_cb(void *ctx, const mg_dns_result_t *res)
+{
+    mg_request_t *r = ctx;
+    mg_conn_t    *c = r->conn;
+
+    r->dns_handle = NULL;
+    MG_CONN_ENTER(c);
+    if (mg_proxy_dns_apply(r, res) == 0) {
+        mg_proxy_connect_peer(r);
+    }
+    MG_CONN_LEAVE(c);
+    mg_worker_ready_flush();
+}
+
 static void
 mg_proxy_connect(mg_request_t *r)
 {
-    const mg_service_t *s = r->svc->service;
-    const char         *err = NULL;
-    mg_upconn_t        *u;
-    mg_peer_t          *peer = mg_proxy_pick(r);
+    mg_peer_t      *peer = mg_proxy_pick(r);
+    mg_dns_result_t res;
+    int             rc;
 
     if (peer == NULL) {
         return;          /* answered: r is gone */
@@ -519,6 +621,34 @@ mg_proxy_connect(mg_request_t *r)
     if (r->upstream_start == 0) {
         r->upstream_start = mg_time_now;
     }
+    /* A name is resolved only when no pooled connection can be reused:
+     * the cache answers at once while the TTL lasts, and a stale answer
+     * is used while it refreshes in the background. */
+    if (peer->dns_name && peer->idle == NULL) {
+        if (mg_worker->dns == NULL) {
+            mg_http_send_error(r, 503, "name resolution failed");
+            return;
+        }
+        rc = mg_dns_resolve(mg_worker->dns, peer->dns_name, &res,
+                            mg_proxy_dns_cb, r, &r->dns_handle);
+        if (rc == MG_AGAIN) {
+            r->ustate = MG_REQ_UPSTREAM_RESOLVING;
+            return;
+        }
+        if (mg_proxy_dns_apply(r, &res) != 0) {
+            return;
+        }
+    }
+    mg_proxy_connect_peer(r);
+}
+
+static void
+mg_proxy_connect_peer(mg_request_t *r)
+{
+    const mg_service_t *s = r->svc->service;
+    const char         *err = NULL;
+    mg_upconn_t        *u;
+
     r->bsent = 0;
     if (mg_proxy_build_head(r) != MG_OK) {
         mg_http_send_error(r, 500, NULL);
@@ -734,7 +864,7 @@ mg_proxy_build_client_head(mg_request_t *r)
 {
     mg_conf_t      *conf = mg_worker->conf;
     mg_http_head_t *h = &r->rhead;
-    size_t          i, cap = 512;
+    size_t          i, cap = 512 + r->set_cookie.len;
     char           *p;
     int             conn_tokens = h->connection.len > 0
                                   && !mg_str_caseeq_lit(h->connection, "keep-alive")
@@ -776,6 +906,11 @@ mg_proxy_build_client_head(mg_request_t *r)
     }
     if (r->resp_chunked) {
         APPEND_LIT(p, "Transfer-Encoding: chunked\r\n");
+    }
+    if (r->set_cookie.len) {
+        APPEND_LIT(p, "Set-Cookie: ");
+        APPEND(p, r->set_cookie.data, r->set_cookie.len);
+        APPEND_LIT(p, "\r\n");
     }
     if (conf->headers & MG_HDR_VIA) {
         APPEND_LIT(p, "Via: 1.1 " MOONGATE_VER "\r\n");
@@ -822,6 +957,7 @@ mg_proxy_finish(mg_request_t *r)
 
     r->upstream_end = mg_time_now;
     r->ustate = MG_REQ_UPSTREAM_DONE;
+    mg_proxy_release(r, 0);
     if (u) {
         ka = r->rhead.keepalive && !r->upstream_eof_body && r->body_done
              && r->body_inflight == 0 && r->uhead_sent == r->uhead_len
@@ -1039,6 +1175,7 @@ mg_proxy_process(mg_request_t *r)
         }
         b->pos += hl;
         r->upstream_status = r->status = r->rhead.status;
+        mg_proxy_report(r, MG_HEALTH_HTTP_STATUS, r->rhead.status);
         if (r->rhead.status == 101) {
             if (!r->head.upgrade) {
                 mg_log_error("*%llu upstream %s switched protocols on a "
@@ -1192,7 +1329,7 @@ mg_proxy_read(mg_request_t *r)
             return;
         }
         mg_upconn_timer(u, s->read_timeout);
-        if ((size_t) n < room) {
+        if ((size_t) n < room && !(u->tls && mg_tls_pending(u->tls) > 0)) {
             return;      /* drained: let epoll say when there is more */
         }
     }
@@ -1259,6 +1396,56 @@ mg_proxy_timeout(mg_request_t *r)
     }
 }
 
+/* The connect finished (or a TLS handshake step is due). */
+static void
+mg_proxy_connected(mg_request_t *r, mg_upconn_t *u)
+{
+    int  rc;
+    char sni[256];
+
+    if (u->tls == NULL) {
+        int e = mg_upconn_connect_result(u);
+        if (e != 0) {
+            errno = e;
+            mg_proxy_next(r, e == ECONNREFUSED ? mg_err_refused : mg_err_io, 502);
+            return;
+        }
+        if (r->svc->tls_client) {
+            /* the server name is the Host sent upstream, without port */
+            size_t n = r->uhost.len;
+            const char *colon = n && r->uhost.data[0] != '['
+                                    ? memchr(r->uhost.data, ':', n) : NULL;
+            if (colon) {
+                n = (size_t) (colon - r->uhost.data);
+            }
+            n = mg_min(n, sizeof(sni) - 1);
+            memcpy(sni, r->uhost.data, n);
+            sni[n] = '\0';
+            u->tls = mg_tls_conn_client(r->svc->tls_client, u->fd, sni);
+            if (u->tls == NULL) {
+                mg_proxy_next(r, mg_err_io, 502);
+                return;
+            }
+            mg_tls_conn_set_id(u->tls, r->conn->id);
+        }
+    }
+    if (u->tls) {
+        rc = mg_tls_handshake(u->tls);
+        if (rc == MG_AGAIN) {
+            mg_upconn_want_write(u, mg_tls_want_write(u->tls));
+            return;
+        }
+        if (rc != MG_OK) {
+            /* the TLS module logged the reason, naming the service */
+            mg_proxy_next(r, "ssl handshake failed", 502);
+            return;
+        }
+    }
+    mg_upconn_want_write(u, 0);
+    r->ustate = MG_REQ_UPSTREAM_SENDING;
+    mg_proxy_send(r);
+}
+
 static void
 mg_proxy_handler(mg_upconn_t *u, int events)
 {
@@ -1284,15 +1471,7 @@ mg_proxy_handler(mg_upconn_t *u, int events)
     } else if (events & EV_TIMER) {
         mg_proxy_timeout(r);
     } else if (r->ustate == MG_REQ_UPSTREAM_CONNECTING) {
-        int e = mg_upconn_connect_result(u);
-        if (e != 0) {
-            errno = e;
-            mg_proxy_next(r, e == ECONNREFUSED ? mg_err_refused : mg_err_io, 502);
-        } else {
-            mg_upconn_want_write(u, 0);
-            r->ustate = MG_REQ_UPSTREAM_SENDING;
-            mg_proxy_send(r);
-        }
+        mg_proxy_connected(r, u);
     } else {
         if ((events & EV_WRITE) && r->u == u
             && r->ustate <= MG_REQ_UPSTREAM_WAITING)
@@ -1314,6 +1493,11 @@ mg_proxy_handler(mg_upconn_t *u, int events)
 void
 mg_proxy_cleanup(mg_request_t *r)
 {
+    mg_proxy_release(r, r->ustate != MG_REQ_UPSTREAM_DONE);
+    if (r->dns_handle) {
+        mg_dns_cancel(mg_worker->dns, r->dns_handle);
+        r->dns_handle = NULL;
+    }
     if (ev_is_active(&r->retry_timer)) {
         ev_timer_stop(mg_worker->loop, &r->retry_timer);
     }

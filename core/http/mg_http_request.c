@@ -22,6 +22,7 @@
 #include <unistd.h>
 #include <sys/socket.h>
 #include "mg_http.h"
+#include "../tls/mg_tls.h"
 #include "../base/mg_log.h"
 #include "../base/mg_pool.h"
 #include "../base/mg_time.h"
@@ -58,8 +59,54 @@ mg_http_error_message(int status)
 void
 mg_http_conn_init(mg_conn_t *c)
 {
-    c->state = MG_CONN_HEAD;
+    if (c->state != MG_CONN_HANDSHAKE) {
+        c->state = MG_CONN_HEAD;
+    }
+    /* the handshake and the first head share client_header_timeout */
     mg_conn_timer_set(c, mg_worker->conf->client_header_timeout);
+}
+
+/*
+ * Drive the TLS handshake of a new connection.  Plain HTTP sent to a TLS
+ * port gets nginx's answer (a plain-text 400 naming the mistake) instead
+ * of a silent close; any other failure was logged by the TLS module and
+ * just closes.
+ */
+void
+mg_http_conn_handshake(mg_conn_t *c)
+{
+    static const char plain[] =
+        "HTTP/1.1 400 Bad Request\r\n"
+        "Content-Type: application/json; charset=utf-8\r\n"
+        "Content-Length: 60\r\n"
+        "Connection: close\r\n\r\n"
+        "{\"message\":\"The plain HTTP request was sent to HTTPS port\"}\n";
+    int rc = mg_tls_handshake(c->tls);
+
+    if (rc == MG_OK) {
+        ev_io_stop(mg_worker->loop, &c->wev);
+        c->state = MG_CONN_HEAD;
+        mg_conn_queue_read(c);       /* a request may have come with it */
+        return;
+    }
+    if (rc == MG_AGAIN) {
+        if (mg_tls_want_write(c->tls)) {
+            ev_io_start(mg_worker->loop, &c->wev);
+        }
+        return;
+    }
+    if (mg_tls_error(c->tls) == mg_tls_err_plain_http) {
+        ssize_t n = send(c->fd, plain, sizeof(plain) - 1, MSG_NOSIGNAL);
+        (void) n;
+        mg_tls_conn_free(c->tls);
+        c->tls = NULL;
+        c->io = NULL;
+        c->state = MG_CONN_LINGER;
+        shutdown(c->fd, SHUT_WR);
+        mg_conn_timer_set(c, MG_HTTP_LINGER_MS);
+        return;
+    }
+    mg_conn_close(c);
 }
 
 static mg_request_t *
@@ -85,6 +132,7 @@ mg_http_request_new(mg_conn_t *c)
     r->start = mg_time_now;
     r->keepalive = 1;
     r->resp_left = -1;
+    r->bidx = -1;
     a = mg_worker_random();
     b = mg_worker_random();
     for (i = 0; i < 16; i++) {
@@ -232,6 +280,9 @@ mg_http_linger(mg_conn_t *c)
         mg_conn_close(c);
         return;
     }
+    if (c->tls) {
+        mg_tls_close_notify(c->tls);
+    }
     shutdown(c->fd, SHUT_WR);
     c->state = MG_CONN_LINGER;
     mg_conn_read_resume(c);
@@ -329,8 +380,8 @@ mg_http_conn_fail(mg_conn_t *c, int status)
     mg_http_send_error(r, status, NULL);
 }
 
-static size_t
-mg_http_router_header(void *ctx, mg_str_t name, mg_str_t *out, size_t max)
+size_t
+mg_http_request_header(void *ctx, mg_str_t name, mg_str_t *out, size_t max)
 {
     mg_request_t *r = ctx;
     size_t        i, n = 0;
@@ -506,10 +557,13 @@ mg_http_start_request(mg_conn_t *c, size_t head_len)
     }
     if (c->ssl) {
         mg_str_set(&rq.scheme, "https");
+        if (c->tls) {
+            rq.sni = mg_tls_sni(c->tls);
+        }
     } else {
         mg_str_set(&rq.scheme, "http");
     }
-    rq.get_header = mg_http_router_header;
+    rq.get_header = mg_http_request_header;
     rq.header_ctx = r;
     if (r->rt == NULL || r->rt->router == NULL
         || mg_router_match(r->rt->router, &rq, &r->match) != MG_OK)
@@ -635,7 +689,7 @@ mg_http_conn_read(mg_conn_t *c)
 
     if (c->state == MG_CONN_LINGER) {
         for (;;) {
-            n = c->io->recv(c, drain, sizeof(drain));
+            n = recv(c->fd, drain, sizeof(drain), 0);
             if (n > 0) {
                 continue;
             }
@@ -708,6 +762,10 @@ mg_http_conn_read(mg_conn_t *c)
         return;
     }
     c->in->last += n;
+    if (c->tls && mg_tls_pending(c->tls) > 0) {
+        /* decrypted bytes no socket event will announce */
+        mg_conn_queue_read(c);
+    }
     if (c->req) {
         mg_proxy_client_input(c->req);
     } else {
@@ -739,6 +797,11 @@ mg_http_conn_timeout(mg_conn_t *c)
     mg_request_t *r = c->req;
 
     switch (c->state) {
+    case MG_CONN_HANDSHAKE:
+        mg_log_info("*%llu TLS handshake timed out",
+                    (unsigned long long) c->id);
+        mg_conn_close(c);
+        return;
     case MG_CONN_IDLE:
     case MG_CONN_LINGER:
         mg_conn_close(c);

@@ -17,30 +17,35 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include "mg_upstream.h"
+#include "mg_health.h"
+#include "../tls/mg_tls.h"
 #include "../base/mg_log.h"
 #include "../base/mg_time.h"
 #include "../event/mg_event.h"
 #include "../router/mg_router.h"
 
+/*
+ * Set up a peer for host:port.  An IP literal is its address at once; a
+ * name is resolved on the request path through the worker's asynchronous
+ * resolver (mg_dns), which honours TTLs -- nothing here blocks on DNS.
+ */
 static int
-mg_peer_resolve(mg_pool_t *pool, mg_peer_t *peer, mg_str_t host,
-                uint16_t port, int default_port)
+mg_peer_init(mg_pool_t *pool, mg_peer_t *peer, mg_str_t host, uint16_t port,
+             int default_port)
 {
-    struct addrinfo  hints, *res = NULL;
-    char             h[256], p[8], buf[300];
-    int              rc;
-    size_t           n;
+    char   h[256], buf[300];
+    size_t n;
+    struct sockaddr_in  *sin = (struct sockaddr_in *) &peer->addr;
+    struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *) &peer->addr;
 
     memset(peer, 0, sizeof(*peer));
     n = mg_min(host.len, sizeof(h) - 1);
     memcpy(h, host.data, n);
     h[n] = '\0';
-    /* "[::1]" as written in a URL */
-    if (n > 2 && h[0] == '[' && h[n - 1] == ']') {
+    if (n > 2 && h[0] == '[' && h[n - 1] == ']') {     /* "[::1]" */
         memmove(h, h + 1, n - 2);
         h[n - 2] = '\0';
     }
-    snprintf(p, sizeof(p), "%u", (unsigned) port);
     if (port == default_port) {
         snprintf(buf, sizeof(buf), "%.*s", (int) host.len, host.data);
     } else {
@@ -48,33 +53,44 @@ mg_peer_resolve(mg_pool_t *pool, mg_peer_t *peer, mg_str_t host,
                  (unsigned) port);
     }
     peer->host = mg_pool_str(pool, buf, strlen(buf));
-
-    memset(&hints, 0, sizeof(hints));
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    rc = getaddrinfo(h, p, &hints, &res);
-    if (rc != 0 || res == NULL) {
-        snprintf(peer->name, sizeof(peer->name), "%s:%s", h, p);
-        mg_log_warn("upstream host \"%s\" does not resolve: %s", h,
-                    gai_strerror(rc));
-        return MG_DECLINED;
-    }
-    memcpy(&peer->addr, res->ai_addr, res->ai_addrlen);
-    peer->addrlen = res->ai_addrlen;
-    peer->resolved = 1;
-    if (res->ai_family == AF_INET6) {
-        char a[INET6_ADDRSTRLEN];
-        inet_ntop(AF_INET6, &((struct sockaddr_in6 *) res->ai_addr)->sin6_addr,
-                  a, sizeof(a));
-        snprintf(peer->name, sizeof(peer->name), "[%s]:%s", a, p);
+    peer->port = port;
+    if (strchr(h, ':') != NULL) {
+        snprintf(peer->name, sizeof(peer->name), "[%s]:%u", h, (unsigned) port);
     } else {
-        char a[INET_ADDRSTRLEN];
-        inet_ntop(AF_INET, &((struct sockaddr_in *) res->ai_addr)->sin_addr,
-                  a, sizeof(a));
-        snprintf(peer->name, sizeof(peer->name), "%s:%s", a, p);
+        snprintf(peer->name, sizeof(peer->name), "%s:%u", h, (unsigned) port);
     }
-    freeaddrinfo(res);
-    return MG_OK;
+    if (inet_pton(AF_INET, h, &sin->sin_addr) == 1) {
+        sin->sin_family = AF_INET;
+        sin->sin_port = htons(port);
+        peer->addrlen = sizeof(*sin);
+        peer->resolved = 1;
+        return MG_OK;
+    }
+    if (inet_pton(AF_INET6, h, &sin6->sin6_addr) == 1) {
+        sin6->sin6_family = AF_INET6;
+        sin6->sin6_port = htons(port);
+        peer->addrlen = sizeof(*sin6);
+        peer->resolved = 1;
+        return MG_OK;
+    }
+    peer->dns_name = mg_pool_strndup(pool, h, strlen(h));
+    return peer->dns_name ? MG_OK : MG_ERROR;
+}
+
+void
+mg_peer_set_address(mg_peer_t *peer, const struct sockaddr_storage *ss,
+                    socklen_t len, uint16_t srv_port)
+{
+    uint16_t port = htons(srv_port ? srv_port : peer->port);
+
+    memcpy(&peer->addr, ss, len);
+    peer->addrlen = len;
+    if (ss->ss_family == AF_INET) {
+        ((struct sockaddr_in *) &peer->addr)->sin_port = port;
+    } else {
+        ((struct sockaddr_in6 *) &peer->addr)->sin6_port = port;
+    }
+    peer->resolved = 1;
 }
 
 mg_runtime_t *
@@ -116,7 +132,7 @@ mg_runtime_build(mg_config_t *cf, char *err, size_t errlen)
         }
         for (j = 0; j < urt->npeers; j++) {
             const mg_target_t *t = mg_balancer_target(urt->balancer, (int) j);
-            mg_peer_resolve(pool, &urt->peers[j], t->host, t->port, 80);
+            mg_peer_init(pool, &urt->peers[j], t->host, t->port, 80);
             urt->peers[j].target = t;
         }
     }
@@ -128,6 +144,12 @@ mg_runtime_build(mg_config_t *cf, char *err, size_t errlen)
         s->index = i;
         srt->service = s;
         srt->tls = mg_str_eq_lit(s->protocol, "https");
+        if (srt->tls) {
+            srt->tls_client = mg_tls_client_create(cf, s, err, errlen);
+            if (srt->tls_client == NULL) {
+                return NULL;
+            }
+        }
         if (s->upstream) {
             mg_upstream_rt_t *urt = &rt->upstreams[s->upstream->index];
             srt->upstream = urt;
@@ -153,7 +175,7 @@ mg_runtime_build(mg_config_t *cf, char *err, size_t errlen)
             snprintf(err, errlen, "out of memory");
             return NULL;
         }
-        mg_peer_resolve(pool, srt->peer, s->host, s->port,
+        mg_peer_init(pool, srt->peer, s->host, s->port,
                         srt->tls ? 443 : 80);
     }
 
@@ -174,6 +196,17 @@ mg_runtime_free(mg_runtime_t *rt)
 
     if (rt == NULL) {
         return;
+    }
+    if (rt->health) {
+        mg_health_free(rt->health);
+    }
+    if (rt->tls_server) {
+        mg_tls_server_free(rt->tls_server);
+    }
+    for (i = 0; i < rt->cf->services_n; i++) {
+        if (rt->services[i].tls_client) {
+            mg_tls_client_free(rt->services[i].tls_client);
+        }
     }
     mg_router_free(rt->router);
     for (i = 0; i < rt->cf->upstreams_n; i++) {
@@ -234,7 +267,7 @@ mg_upconn_idle_handler(mg_upconn_t *u, int events)
 {
     char c;
 
-    if (events & EV_READ) {
+    if ((events & EV_READ) && u->tls == NULL) {
         ssize_t n = recv(u->fd, &c, 1, MSG_PEEK);
         if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
             return;
@@ -332,12 +365,18 @@ mg_upconn_get(mg_peer_t *peer, void *owner, mg_upconn_handler_pt handler,
 ssize_t
 mg_upconn_recv(mg_upconn_t *u, char *buf, size_t n)
 {
+    if (u->tls) {
+        return mg_tls_recv(u->tls, buf, n);
+    }
     return recv(u->fd, buf, n, 0);
 }
 
 ssize_t
 mg_upconn_writev(mg_upconn_t *u, const struct iovec *iov, int iovcnt)
 {
+    if (u->tls) {
+        return mg_tls_writev(u->tls, iov, iovcnt);
+    }
     if (iovcnt == 1) {
         return send(u->fd, iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL);
     }
@@ -373,6 +412,10 @@ mg_upconn_close(mg_upconn_t *u)
     if (u->in) {
         mg_buf_put(u->in);
         u->in = NULL;
+    }
+    if (u->tls) {
+        mg_tls_conn_free(u->tls);
+        u->tls = NULL;
     }
     close(u->fd);
     u->fd = -1;

@@ -8,10 +8,10 @@
  * plus one peer per target.  A peer owns its keep-alive pool, so the
  * request path finds a pooled connection with a pointer read, no hashing.
  *
- * Names are resolved with getaddrinfo() at build time, outside the
- * request path; asynchronous DNS with TTLs (c-ares) replaces this in the
- * DNS issue.  A name that does not resolve leaves its peer unresolved and
- * requests to it get Kong's 503 "name resolution failed".
+ * IP literals are addresses at build time; names are resolved on the
+ * request path by the worker's asynchronous resolver (mg_dns, c-ares,
+ * TTL-honouring cache) only when no pooled connection can be reused.  A
+ * name that does not resolve gets Kong's 503 "name resolution failed".
  */
 #ifndef MG_UPSTREAM_H
 #define MG_UPSTREAM_H
@@ -37,7 +37,15 @@ typedef struct mg_peer_s {
     mg_upconn_t            *idle;          /* LIFO of idle connections */
     int                     nidle;
     int                     active;        /* connections in use */
+    char                   *dns_name;      /* NULL for an IP literal */
+    uint16_t                port;
+    unsigned                rr;            /* rotates over DNS answers */
 } mg_peer_t;
+
+/* Point a peer at one address of its DNS answer (port from SRV when
+ * non-zero, else the peer's). */
+void mg_peer_set_address(mg_peer_t *peer, const struct sockaddr_storage *ss,
+                         socklen_t len, uint16_t srv_port);
 
 typedef struct {
     mg_balancer_t  *balancer;    /* NULL when no target has weight > 0 */
@@ -56,11 +64,18 @@ typedef struct {
                                       mix */
     size_t              npeers;
     int                 tls;       /* https service */
+    struct mg_tls_client_s *tls_client; /* its verification settings */
 } mg_service_rt_t;
+
+struct mg_health_s;
+struct mg_tls_server_s;
+struct mg_tls_client_s;
 
 struct mg_runtime_s {
     mg_config_t        *cf;
     mg_router_t        *router;
+    struct mg_health_s *health;      /* shared target health (mg_health) */
+    struct mg_tls_server_s *tls_server; /* certificates for ssl listeners */
     mg_service_rt_t    *services;    /* indexed by mg_service_t.index */
     mg_upstream_rt_t   *upstreams;   /* indexed by mg_upstream_t.index */
 };
@@ -89,6 +104,7 @@ struct mg_upconn_s {
     mg_upconn_t        *prev;
     double              idle_since;
     uint64_t            gen;         /* changes on close and reuse */
+    struct mg_tls_conn_s *tls;       /* TLS session, kept while pooled */
 };
 
 /*

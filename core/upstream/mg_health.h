@@ -1,0 +1,182 @@
+/*
+ * mg_health.h -- Kong's upstream `healthchecks`: active probes and passive
+ * circuit breakers, with one health state per target that every worker
+ * sees exactly.
+ *
+ * Lifecycle.  The master builds an mg_health_t for a runtime before it
+ * forks (mg_health_create): it parses each upstream's healthchecks record,
+ * applies Kong's defaults, validates it, and maps one shared anonymous
+ * region (MAP_SHARED | MAP_ANONYMOUS) holding a 64-bit state word per
+ * target and a generation counter.  Workers inherit the mapping; they
+ * report outcomes of proxied requests (mg_health_report, passive), one
+ * worker runs the active probes (mg_health_start_active), and every
+ * worker copies the shared state into its own balancers' down flags with
+ * mg_health_sync before picking a target.  A new runtime (reload) gets a
+ * new mg_health_t: state starts over with the new snapshot.
+ *
+ * State word.  Four saturating 8-bit counters (successes, TCP failures,
+ * timeouts, HTTP failures) and the unhealthy bit live in one word and
+ * change together with one compare-and-swap, so a transition is exact
+ * however many workers report at once; the process whose CAS flips the
+ * bit bumps the generation and logs the change (notice level), once.
+ *
+ * Rejected: per-worker state merged over a pipe (a worker would route to
+ * a target another worker already knows is down), and a lock in shared
+ * memory (a worker dying while holding it would wedge every other one).
+ */
+#ifndef MG_HEALTH_H
+#define MG_HEALTH_H
+
+#include <ev.h>
+#include "../mg_core.h"
+#include "mg_upstream.h"
+
+typedef struct mg_health_s mg_health_t;
+
+/* What the proxy saw on a request to a target (mg_health_report kind). */
+enum {
+    MG_HEALTH_OK_STATUS = 0,  /* a success, whatever the status lists say
+                                 (the TCP exchange worked) */
+    MG_HEALTH_TCP_FAILURE,    /* connect refused/reset, broken response */
+    MG_HEALTH_TIMEOUT,        /* connect, send or read timed out */
+    MG_HEALTH_HTTP_STATUS     /* classify http_status with the
+                                 healthy/unhealthy http_statuses lists;
+                                 0 = unparsable response (a failure) */
+};
+
+/* Check types (Kong's one_of; grpc/grpcs are accepted, not probed). */
+enum {
+    MG_HEALTH_TYPE_HTTP = 0,
+    MG_HEALTH_TYPE_HTTPS,
+    MG_HEALTH_TYPE_TCP,
+    MG_HEALTH_TYPE_GRPC,
+    MG_HEALTH_TYPE_GRPCS
+};
+
+/* A set of HTTP statuses 100..999, one bit each. */
+typedef struct {
+    uint8_t bits[125];
+} mg_health_statuses_t;
+
+typedef struct {
+    double                interval;      /* s; 0 = do not probe (active) */
+    mg_health_statuses_t  http_statuses;
+    unsigned              successes;     /* 0..255; 0 = not counted */
+} mg_health_healthy_t;
+
+typedef struct {
+    double                interval;      /* s; 0 = do not probe (active) */
+    mg_health_statuses_t  http_statuses;
+    unsigned              tcp_failures;  /* thresholds 0..255; 0 = off */
+    unsigned              timeouts;
+    unsigned              http_failures;
+} mg_health_unhealthy_t;
+
+typedef struct {
+    int                   type;          /* MG_HEALTH_TYPE_* */
+    double                timeout;       /* s, default 1 */
+    unsigned              concurrency;   /* default 10 */
+    const char           *http_path;     /* default "/" */
+    const char           *https_sni;     /* NULL when unset */
+    int                   https_verify_certificate;  /* default 1 */
+    const char           *headers;       /* "Name: value\r\n"..., or "" */
+    mg_health_healthy_t   healthy;
+    mg_health_unhealthy_t unhealthy;
+} mg_health_active_conf_t;
+
+typedef struct {
+    int                   type;
+    mg_health_healthy_t   healthy;       /* interval unused */
+    mg_health_unhealthy_t unhealthy;
+} mg_health_passive_conf_t;
+
+/* One upstream's healthchecks record with Kong's defaults applied. */
+typedef struct {
+    mg_health_active_conf_t  active;
+    mg_health_passive_conf_t passive;
+    double                   threshold;  /* % of weight, 0..100, default 0 */
+    unsigned                 on:1;       /* Kong's "using health checks":
+                                            an active interval or a passive
+                                            failure threshold is set */
+    unsigned                 active_on:1;/* an active interval is set */
+} mg_health_conf_t;
+
+/*
+ * Master, before fork.  Parse and validate every upstream's
+ * healthchecks_json (empty = all defaults) and map the shared state, one
+ * slot per balancer target ([upstream index][balancer index]); every
+ * target starts HEALTHY.  Returns NULL with a message in err naming the
+ * upstream and the field, e.g. `upstream "llm": healthchecks.active.
+ * timeout: value should be between 0 and 65535`.  rt must outlive h.
+ */
+mg_health_t *mg_health_create(mg_runtime_t *rt, char *err, size_t errlen);
+
+/* Stop probes (if this process runs them) and unmap; NULL is a no-op.
+ * Each process that holds h frees its own copy. */
+void mg_health_free(mg_health_t *h);
+
+/* The parsed record of upstream uidx (NULL when out of range). */
+const mg_health_conf_t *mg_health_conf(const mg_health_t *h, size_t uidx);
+
+/* 1 unless target idx of upstream uidx is UNHEALTHY (targets of an
+ * upstream with health checks off, and out-of-range indexes, are 1). */
+int mg_health_is_healthy(const mg_health_t *h, size_t uidx, size_t idx);
+
+/*
+ * Copy the shared state into rt's balancers (mg_balancer_set_down): call
+ * before picks.  O(1) when no state changed since this process's last
+ * sync (one atomic load of the generation); otherwise one pass over all
+ * targets.  An upstream whose healthy weight falls below its `threshold`
+ * percentage gets every target marked down (Kong: the whole upstream is
+ * unhealthy and requests get 503).  rt must be the runtime h was built
+ * for; another one is ignored.
+ */
+void mg_health_sync(mg_health_t *h, mg_runtime_t *rt);
+
+/* Bumped on every state change, in every process. */
+uint64_t mg_health_generation(const mg_health_t *h);
+
+/*
+ * Passive: the outcome of one proxied request to target idx of upstream
+ * uidx (kind MG_HEALTH_*, http_status for MG_HEALTH_HTTP_STATUS).  Cheap
+ * when the upstream counts nothing (a few loads, no shared write).  h may
+ * be NULL.  Kong's semantics: a failure adds to its counter and clears
+ * the success counter; a success clears the failure counters; a counter
+ * reaching its threshold flips the state; a threshold of 0 turns that
+ * counter off entirely (so with healthy.successes = 0, failures are never
+ * cleared and need not be consecutive).  Passive checks alone never bring
+ * a target back (it gets no traffic): active checks or mg_health_set do.
+ */
+void mg_health_report(mg_health_t *h, size_t uidx, size_t idx, int kind,
+                      int http_status);
+
+/* Force a state and clear the counters (Admin API's POST .../healthy and
+ * .../unhealthy).  MG_DECLINED when the upstream has health checks off
+ * or the index is out of range. */
+int mg_health_set(mg_health_t *h, size_t uidx, size_t idx, int healthy);
+
+/*
+ * Active: start probing on loop, in ONE process (worker slot 0).  Per
+ * upstream with an active interval: a healthy.interval timer probes the
+ * targets currently healthy, an unhealthy.interval timer those currently
+ * unhealthy; at most `concurrency` probes run at once per upstream.  A
+ * probe connects without blocking, sends `GET http_path HTTP/1.0` with
+ * Host (the upstream's host_header, else the target host) and the
+ * configured headers, and reads the status line; type tcp only connects.
+ * https and grpc(s) probes are skipped with a warning until TLS lands.
+ * The timers do not keep the loop alive (ev_unref).
+ */
+void mg_health_start_active(mg_health_t *h, struct ev_loop *loop,
+                            mg_runtime_t *rt);
+void mg_health_stop_active(mg_health_t *h);
+
+/* "HEALTHY", "UNHEALTHY", "HEALTHCHECKS_OFF" (checks off for the
+ * upstream) or "DNS_ERROR" (target did not resolve); NULL out of range. */
+const char *mg_health_state_name(const mg_health_t *h, size_t uidx,
+                                 size_t idx);
+
+/* The whole upstream: "HEALTHCHECKS_OFF", or "HEALTHY" / "UNHEALTHY" by
+ * its threshold (Kong's ?balancer_health=1). */
+const char *mg_health_upstream_state_name(const mg_health_t *h, size_t uidx);
+
+#endif /* MG_HEALTH_H */
