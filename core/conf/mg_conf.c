@@ -176,6 +176,7 @@ static const mg_conf_prop_t mg_conf_props[] = {
       0, INT_MAX },
     { "dns_error_ttl", MG_CONF_T_INT, F(dns_error_ttl), "1", 0, INT_MAX },
     { "mem_cache_size", MG_CONF_T_SIZE, F(mem_cache_size), "128m", 0, 0 },
+    { "dns_hostsfile", MG_CONF_T_STR, F(dns_hostsfile), "/etc/hosts", 0, 0 },
 };
 
 #undef F

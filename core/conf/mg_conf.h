@@ -124,6 +124,7 @@ struct mg_conf_s {
     int               dns_not_found_ttl; /* s, default 30 */
     int               dns_error_ttl;     /* s, default 1 */
     size_t            mem_cache_size;    /* default 128m */
+    const char       *dns_hostsfile;     /* default /etc/hosts */
 };
 
 /*

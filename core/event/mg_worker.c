@@ -549,8 +549,11 @@ mg_worker_run(mg_conf_t *conf, mg_runtime_t *rt, int slot, const int *fds,
     mg_time_update(ev_time());
     mg_tls_after_fork();
     {
-        char derr[256];
-        w.dns = mg_dns_create(w.loop, conf, NULL, derr, sizeof(derr));
+        char          derr[256];
+        mg_dns_opts_t dopts;
+        memset(&dopts, 0, sizeof(dopts));
+        dopts.hostsfile = conf->dns_hostsfile;
+        w.dns = mg_dns_create(w.loop, conf, &dopts, derr, sizeof(derr));
         if (w.dns == NULL) {
             mg_log_crit("worker %d: DNS resolver unavailable: %s; upstreams "
                         "named by hostname will answer 503", slot, derr);
