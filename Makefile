@@ -20,7 +20,7 @@ PKGS     := yaml-0.1 libpcre2-8
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 override CFLAGS += $(PKG_CFLAGS)
-LDLIBS   += $(PKG_LIBS) -lev -lhttp_parser -lcares -lm -lmbedtls -lmbedx509 -lmbedcrypto
+LDLIBS   += $(PKG_LIBS) -lev -lhttp_parser -lcares -lm -lmbedtls -lmbedx509 -lmbedcrypto -llmdb
 LDFLAGS  ?=
 override LDFLAGS += $(SAN)
 
