@@ -16,7 +16,7 @@ SAN      ?=
 # CFLAGS from the command line adds to these, never replaces them
 override CFLAGS := $(OPT) -g $(SAN) -std=gnu11 -Wall -Wextra -Werror \
             -fno-strict-aliasing -D_GNU_SOURCE -Icore $(CFLAGS)
-PKGS     := yaml-0.1 libpcre2-8
+PKGS     := yaml-0.1 libpcre2-8 luajit
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 override CFLAGS += $(PKG_CFLAGS)
@@ -40,8 +40,13 @@ MOONGATE := $(if $(filter build,$(BUILD)),bin/moongate,$(BUILD)/moongate)
 
 all: $(MOONGATE) $(HELPER_BINS)
 
+# -rdynamic: the FFI API (core/lua/mg_lua_api.h) is looked up by LuaJIT in
+# the executable's own symbol table; --whole-archive keeps every API
+# function even when no C code calls it.
 $(MOONGATE): $(MAIN_OBJ) $(BUILD)/libmoongate.a
-	$(CC) $(LDFLAGS) -o $@ $(MAIN_OBJ) $(BUILD)/libmoongate.a $(LDLIBS)
+	$(CC) $(LDFLAGS) -rdynamic -o $@ $(MAIN_OBJ) \
+	    -Wl,--whole-archive $(BUILD)/libmoongate.a -Wl,--no-whole-archive \
+	    $(LDLIBS)
 
 $(BUILD)/libmoongate.a: $(CORE_OBJS)
 	@rm -f $@

@@ -34,6 +34,7 @@
 #include "../upstream/mg_upstream.h"
 #include "../upstream/mg_health.h"
 #include "../tls/mg_tls.h"
+#include "../lua/mg_lua.h"
 
 #define MG_MAX_WORKERS 256
 
@@ -248,6 +249,11 @@ mg_gen_load(mg_gen_t *g, char *err, size_t errlen)
      * generation: it must exist before they fork */
     g->rt->health = mg_health_create(g->rt, err, errlen);
     if (g->rt->health == NULL) {
+        return MG_ERROR;
+    }
+    /* plugins load (and their configs validate) here, before any worker
+     * exists: a bad plugin refuses the start or the reload */
+    if (mg_lua_runtime_init(g->rt, g->conf, err, errlen) != MG_OK) {
         return MG_ERROR;
     }
     for (i = 0; i < g->conf->proxy_listen.n; i++) {

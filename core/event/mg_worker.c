@@ -32,6 +32,7 @@
 #include "../upstream/mg_dns.h"
 #include "../upstream/mg_health.h"
 #include "../tls/mg_tls.h"
+#include "../lua/mg_lua.h"
 
 const char mg_err_timeout[] = "timeout";
 const char mg_err_closed[] = "closed";
@@ -190,6 +191,7 @@ mg_conn_close(mg_conn_t *c)
     if (c->req) {
         mg_request_t *r = c->req;
         c->req = NULL;
+        mg_lua_request_end(r);
         mg_proxy_cleanup(r);
         mg_worker_pool_put(r->pool);
     }

@@ -32,6 +32,15 @@ typedef enum {
     MG_REQ_UPSTREAM_DONE
 } mg_req_upstream_e;
 
+/* A header change asked for by a plugin (kong.service.request.* for the
+ * upstream request, kong.response.* for the response). */
+typedef struct mg_hdr_mod_s {
+    mg_str_t              name;
+    mg_str_t              value;      /* data NULL: remove the header */
+    int                   add;        /* 1: another value, keep others */
+    struct mg_hdr_mod_s  *next;
+} mg_hdr_mod_t;
+
 struct mg_request_s {
     mg_pool_t           *pool;
     mg_conn_t           *conn;
@@ -85,6 +94,24 @@ struct mg_request_s {
     mg_balancer_key_t    key;
     mg_str_t             set_cookie;  /* hash_on cookie made up for the client */
     double               try_start;
+
+    /* Lua plugins (core/lua) */
+    unsigned             lua:1;       /* the route has plugins */
+    unsigned             lua_exit:1;  /* kong.response.exit was called */
+    unsigned             lua_log_done:1;
+    int                  lua_stage;   /* phase being run (MG_LUA_PHASE_*) */
+    int                  lua_ref;     /* registry ref of the coroutine */
+    void                *lua_co;      /* lua_State of the coroutine */
+    ev_timer             lua_timer;   /* ngx.sleep */
+    mg_hdr_mod_t        *up_mods;     /* upstream request header changes */
+    mg_hdr_mod_t        *resp_mods;   /* response header changes */
+    mg_str_t             up_method;   /* overrides, data NULL when unset */
+    mg_str_t             up_query;
+    mg_str_t             up_body;
+    int                  exit_status;
+    mg_str_t             exit_body;
+    int                  status_override; /* kong.response.set_status */
+    mg_peer_t           *peer_override;   /* kong.service.set_target */
     uint8_t             *tried;       /* balancer bitmap */
     ev_timer             retry_timer; /* backoff before the next try */
     void                *dns_handle;  /* a lookup under way */
@@ -95,6 +122,7 @@ struct mg_request_s {
     size_t               body_inflight; /* validated chunked bytes unsent */
     char                *body_base;   /* first byte after the head */
     char                *body_ptr;    /* a fully buffered body (replayable) */
+    size_t               body_len;    /* its length */
     size_t               bsent;       /* body bytes sent this try */
     mg_http_parser_t     rparser;     /* upstream response framing */
     mg_http_head_t       rhead;
@@ -130,6 +158,9 @@ void mg_http_send_error(mg_request_t *r, int status, const char *message);
 /* The same with extra header lines ("Name: value\r\n"...) or NULL. */
 void mg_http_send_error_hdr(mg_request_t *r, int status, const char *message,
                             const char *extra);
+
+/* Answer with what a plugin gave kong.response.exit. */
+void mg_http_send_lua_exit(mg_request_t *r);
 
 /* Called when the response to r has been fully handed to the client. */
 void mg_http_request_done(mg_request_t *r);

@@ -31,6 +31,7 @@
 #include "../upstream/mg_dns.h"
 #include "../upstream/mg_health.h"
 #include "../tls/mg_tls.h"
+#include "../lua/mg_lua.h"
 #include "../base/mg_log.h"
 #include "../base/mg_pool.h"
 #include "../base/mg_time.h"
@@ -196,6 +197,45 @@ mg_proxy_find(const mg_http_head_t *h, const char *name)
         }                                                                   \
     } while (0)
 
+/* Plugin header changes: does one replace (set/clear) header name? */
+static int
+mg_proxy_mod_replaces(const mg_hdr_mod_t *m, mg_str_t name)
+{
+    for (; m; m = m->next) {
+        if (!m->add && mg_str_caseeq(m->name, name)) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static size_t
+mg_proxy_mods_size(const mg_hdr_mod_t *m)
+{
+    size_t n = 0;
+    for (; m; m = m->next) {
+        n += m->name.len + m->value.len + 4;
+    }
+    return n;
+}
+
+static char *
+mg_proxy_mods_append(char *p, const mg_hdr_mod_t *m)
+{
+    for (; m; m = m->next) {
+        if (m->value.data == NULL) {
+            continue;
+        }
+        APPEND(p, m->name.data, m->name.len);
+        *p++ = ':';
+        *p++ = ' ';
+        APPEND(p, m->value.data, m->value.len);
+        *p++ = '\r';
+        *p++ = '\n';
+    }
+    return p;
+}
+
 static inline uint64_t
 mg_proxy_ms(double seconds)
 {
@@ -228,6 +268,7 @@ mg_proxy_build_head(mg_request_t *r)
     iplen = mg_conn_peer_ip(c, ip, sizeof(ip));
     xff = mg_proxy_find(h, "x-forwarded-for");
     cap = r->head_len + r->upath_len + r->query.len + host.len + r->npath.len
+          + mg_proxy_mods_size(r->up_mods) + r->up_method.len
           + (xff ? xff->value.len : 0) + r->path.len * 2 + r->host.len
           + 2 * iplen + 512;
     p = mg_pool_alloc(r->pool, cap);
@@ -236,7 +277,11 @@ mg_proxy_build_head(mg_request_t *r)
     }
     r->uhead = p;
 
-    APPEND(p, h->method.data, h->method.len);
+    if (r->up_method.data) {
+        APPEND(p, r->up_method.data, r->up_method.len);
+    } else {
+        APPEND(p, h->method.data, h->method.len);
+    }
     *p++ = ' ';
     APPEND(p, r->upath, r->upath_len);
     if (r->query.len) {
@@ -256,7 +301,8 @@ mg_proxy_build_head(mg_request_t *r)
         if ((mg_proxy_skip_header(hd->name, trusted)
              && !(h->upgrade && mg_str_caseeq_lit(hd->name, "upgrade")))
             || (conn_tokens && mg_proxy_conn_token(h->connection, hd->name)
-                && !(h->upgrade && mg_str_caseeq_lit(hd->name, "upgrade"))))
+                && !(h->upgrade && mg_str_caseeq_lit(hd->name, "upgrade")))
+            || (r->up_mods && mg_proxy_mod_replaces(r->up_mods, hd->name)))
         {
             continue;
         }
@@ -268,6 +314,7 @@ mg_proxy_build_head(mg_request_t *r)
         *p++ = '\n';
     }
 
+    p = mg_proxy_mods_append(p, r->up_mods);
     APPEND_LIT(p, "X-Forwarded-For: ");
     if (xff && xff->value.len) {
         APPEND(p, xff->value.data, xff->value.len);
@@ -317,7 +364,11 @@ mg_proxy_build_head(mg_request_t *r)
         APPEND(p, r->request_id, 32);
         APPEND_LIT(p, "\r\n");
     }
-    if (r->body_chunked) {
+    if (r->up_body.data) {
+        APPEND_LIT(p, "Content-Length: ");
+        p = mg_fmt_u64(p, r->up_body.len);
+        APPEND_LIT(p, "\r\n");
+    } else if (r->body_chunked) {
         APPEND_LIT(p, "Transfer-Encoding: chunked\r\n");
     } else if (h->content_length >= 0) {
         APPEND_LIT(p, "Content-Length: ");
@@ -345,6 +396,9 @@ mg_proxy_pick(mg_request_t *r)
     mg_peer_t        *peer;
     int               idx;
 
+    if (r->peer_override) {
+        return r->peer_override; /* kong.service.set_target */
+    }
     if (s->peer) {
         return s->peer;          /* a name is resolved by the caller */
     }
@@ -547,8 +601,15 @@ mg_proxy_start(mg_request_t *r)
     if (r->has_body && r->body_replayable) {
         /* the whole body is buffered: keep it for retries */
         r->body_ptr = c->in->pos;
+        r->body_len = (size_t) r->head.content_length;
         c->in->pos += r->head.content_length;
         r->body_seen = (uint64_t) r->head.content_length;
+        r->body_done = 1;
+    }
+    if (r->up_body.data) {
+        /* a plugin's body replaces the client's (already consumed) */
+        r->body_ptr = (char *) r->up_body.data;
+        r->body_len = r->up_body.len;
         r->body_done = 1;
     }
     if (r->head.expect_continue && r->has_body && !r->body_done
@@ -705,8 +766,8 @@ mg_proxy_send(mg_request_t *r)
         iov[n].iov_len = head_left;
         n++;
     }
-    if (r->has_body && r->body_ptr) {
-        span = (size_t) r->head.content_length - r->bsent;
+    if (r->body_ptr) {
+        span = r->body_len - r->bsent;
         if (span) {
             iov[n].iov_base = r->body_ptr + r->bsent;
             iov[n].iov_len = span;
@@ -799,7 +860,7 @@ sent:
     r->upstream_blocked = 0;
     mg_upconn_want_write(u, 0);
     if (r->body_done && r->body_inflight == 0
-        && (!r->body_ptr || r->bsent == (size_t) r->head.content_length))
+        && (!r->body_ptr || r->bsent == r->body_len))
     {
         if (r->ustate == MG_REQ_UPSTREAM_SENDING) {
             r->ustate = MG_REQ_UPSTREAM_WAITING;
@@ -864,7 +925,8 @@ mg_proxy_build_client_head(mg_request_t *r)
 {
     mg_conf_t      *conf = mg_worker->conf;
     mg_http_head_t *h = &r->rhead;
-    size_t          i, cap = 512 + r->set_cookie.len;
+    size_t          i, cap = 512 + r->set_cookie.len
+                               + mg_proxy_mods_size(r->resp_mods);
     char           *p;
     int             conn_tokens = h->connection.len > 0
                                   && !mg_str_caseeq_lit(h->connection, "keep-alive")
@@ -880,9 +942,13 @@ mg_proxy_build_client_head(mg_request_t *r)
     }
     r->ohead = p;
     APPEND_LIT(p, "HTTP/1.1 ");
-    p = mg_fmt_u64(p, (uint64_t) h->status);
+    p = mg_fmt_u64(p, (uint64_t) (r->status_override ? r->status_override
+                                                      : h->status));
     *p++ = ' ';
-    if (h->reason.len) {
+    if (r->status_override) {
+        const char *rs = mg_http_reason(r->status_override);
+        APPEND(p, rs, strlen(rs));
+    } else if (h->reason.len) {
         APPEND(p, h->reason.data, h->reason.len);
     } else {
         const char *rs = mg_http_reason(h->status);
@@ -891,9 +957,10 @@ mg_proxy_build_client_head(mg_request_t *r)
     APPEND_LIT(p, "\r\n");
     for (i = 0; i < h->nheaders; i++) {
         const mg_http_header_t *hd = &h->headers[i];
-        if ((mg_proxy_skip_resp_header(hd->name)
-             || (conn_tokens && mg_proxy_conn_token(h->connection, hd->name)))
-            && !(r->tunnel && mg_str_caseeq_lit(hd->name, "upgrade")))
+        if (((mg_proxy_skip_resp_header(hd->name)
+              || (conn_tokens && mg_proxy_conn_token(h->connection, hd->name)))
+             && !(r->tunnel && mg_str_caseeq_lit(hd->name, "upgrade")))
+            || (r->resp_mods && mg_proxy_mod_replaces(r->resp_mods, hd->name)))
         {
             continue;
         }
@@ -907,6 +974,7 @@ mg_proxy_build_client_head(mg_request_t *r)
     if (r->resp_chunked) {
         APPEND_LIT(p, "Transfer-Encoding: chunked\r\n");
     }
+    p = mg_proxy_mods_append(p, r->resp_mods);
     if (r->set_cookie.len) {
         APPEND_LIT(p, "Set-Cookie: ");
         APPEND(p, r->set_cookie.data, r->set_cookie.len);
@@ -961,7 +1029,7 @@ mg_proxy_finish(mg_request_t *r)
     if (u) {
         ka = r->rhead.keepalive && !r->upstream_eof_body && r->body_done
              && r->body_inflight == 0 && r->uhead_sent == r->uhead_len
-             && (!r->body_ptr || r->bsent == (size_t) r->head.content_length)
+             && (!r->body_ptr || r->bsent == r->body_len)
              && !r->upstream_blocked;
         r->u = NULL;
         mg_upconn_timer(u, 0);
@@ -1200,6 +1268,10 @@ mg_proxy_process(mg_request_t *r)
         }
         if (mg_worker->shutting_down) {
             r->keepalive = 0;
+        }
+        if (r->lua && mg_lua_header_filter(r) != MG_OK) {
+            mg_http_send_error(r, 500, NULL);
+            return MG_ERROR;
         }
         if (mg_proxy_build_client_head(r) != MG_OK) {
             mg_proxy_next(r, mg_err_io, 502);

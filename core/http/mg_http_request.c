@@ -23,6 +23,7 @@
 #include <sys/socket.h>
 #include "mg_http.h"
 #include "../tls/mg_tls.h"
+#include "../lua/mg_lua.h"
 #include "../base/mg_log.h"
 #include "../base/mg_pool.h"
 #include "../base/mg_time.h"
@@ -201,15 +202,19 @@ mg_http_send_error(mg_request_t *r, int status, const char *message)
     mg_http_send_error_hdr(r, status, message, NULL);
 }
 
-void
-mg_http_send_error_hdr(mg_request_t *r, int status, const char *message,
-                       const char *extra)
+/*
+ * Send a response the gateway makes itself: status, optional content
+ * type, body, extra header lines ("Name: value\r\n"...).  The head and
+ * body are one arena block written with one call.
+ */
+static void
+mg_http_send(mg_request_t *r, int status, const char *ctype,
+             const char *body, size_t blen, const char *extra,
+             size_t extra_len)
 {
     mg_conf_t *conf = mg_worker->conf;
     char      *p, *end;
-    size_t     blen;
-    char       body[256];
-    int        n;
+    size_t     cap = 1024 + blen + extra_len;
 
     if (r->response_started) {
         mg_http_request_abort(r, r->error ? r->error : mg_err_io);
@@ -217,35 +222,35 @@ mg_http_send_error_hdr(mg_request_t *r, int status, const char *message,
     }
     mg_proxy_cleanup(r);
     r->ustate = MG_REQ_UPSTREAM_NONE;
-    if (message == NULL) {
-        message = mg_http_error_message(status);
-    }
-    n = snprintf(body, sizeof(body), "{\"message\":\"%s\"}\n", message);
-    blen = (size_t) mg_min(n, (int) sizeof(body) - 1);
-    if (!r->body_done || status == 400 || status >= 500) {
-        if (!r->body_done || status == 400) {
-            r->keepalive = 0;
-        }
+    if (!r->body_done || status == 400) {
+        r->keepalive = 0;
     }
     if (mg_worker->shutting_down) {
         r->keepalive = 0;
     }
-    p = mg_pool_alloc(r->pool, 1024 + blen + (extra ? strlen(extra) : 0));
+    p = mg_pool_alloc(r->pool, cap);
     if (p == NULL) {
         mg_http_request_abort(r, mg_err_io);
         return;
     }
     r->ohead = p;
-    end = p + 1024 + (extra ? strlen(extra) : 0);
+    end = p + cap;
     p += snprintf(p, (size_t) (end - p),
-                  "HTTP/1.1 %d %s\r\nDate: %.*s\r\n"
-                  "Content-Type: application/json; charset=utf-8\r\n"
-                  "Content-Length: %zu\r\n%s",
+                  "HTTP/1.1 %d %s\r\nDate: %.*s\r\n",
                   status, mg_http_reason(status), (int) mg_time_http_len,
-                  mg_time_http, blen,
-                  r->keepalive ? "" : "Connection: close\r\n");
-    if (extra) {
-        p += snprintf(p, (size_t) (end - p), "%s", extra);
+                  mg_time_http);
+    if (ctype) {
+        p += snprintf(p, (size_t) (end - p), "Content-Type: %s\r\n", ctype);
+    }
+    if (status >= 200 && status != 204 && status != 304) {
+        p += snprintf(p, (size_t) (end - p), "Content-Length: %zu\r\n", blen);
+    }
+    if (!r->keepalive) {
+        p += snprintf(p, (size_t) (end - p), "Connection: close\r\n");
+    }
+    if (extra_len) {
+        memcpy(p, extra, extra_len);
+        p += extra_len;
     }
     if (conf->headers & MG_HDR_SERVER) {
         p += snprintf(p, (size_t) (end - p), "Server: %s\r\n", MOONGATE_VER);
@@ -259,7 +264,9 @@ mg_http_send_error_hdr(mg_request_t *r, int status, const char *message,
                       r->request_id);
     }
     p += snprintf(p, (size_t) (end - p), "\r\n");
-    if (!r->head_method) {
+    if (!r->head_method && blen && status >= 200 && status != 204
+        && status != 304)
+    {
         memcpy(p, body, blen);
         p += blen;
     }
@@ -271,6 +278,55 @@ mg_http_send_error_hdr(mg_request_t *r, int status, const char *message,
     if (mg_http_write_out(r) == MG_OK) {
         mg_http_request_done(r);
     }
+}
+
+void
+mg_http_send_error_hdr(mg_request_t *r, int status, const char *message,
+                       const char *extra)
+{
+    char body[256];
+    int  n;
+
+    if (message == NULL) {
+        message = mg_http_error_message(status);
+    }
+    n = snprintf(body, sizeof(body), "{\"message\":\"%s\"}\n", message);
+    mg_http_send(r, status, "application/json; charset=utf-8", body,
+                 (size_t) mg_min(n, (int) sizeof(body) - 1), extra,
+                 extra ? strlen(extra) : 0);
+}
+
+void
+mg_http_send_lua_exit(mg_request_t *r)
+{
+    mg_hdr_mod_t *m;
+    size_t        len = 0;
+    char         *extra, *p;
+
+    for (m = r->resp_mods; m; m = m->next) {
+        len += m->name.len + m->value.len + 4;
+    }
+    extra = mg_pool_alloc(r->pool, len + 1);
+    if (extra == NULL) {
+        mg_http_request_abort(r, mg_err_io);
+        return;
+    }
+    p = extra;
+    for (m = r->resp_mods; m; m = m->next) {
+        if (m->value.data == NULL) {
+            continue;            /* a clear: nothing to send */
+        }
+        memcpy(p, m->name.data, m->name.len);
+        p += m->name.len;
+        *p++ = ':';
+        *p++ = ' ';
+        memcpy(p, m->value.data, m->value.len);
+        p += m->value.len;
+        *p++ = '\r';
+        *p++ = '\n';
+    }
+    mg_http_send(r, r->exit_status, NULL, r->exit_body.data, r->exit_body.len,
+                 extra, (size_t) (p - extra));
 }
 
 static void
@@ -332,6 +388,7 @@ mg_http_request_done(mg_request_t *r)
     }
     r->finalized = 1;
     mg_http_log_request(r);
+    mg_lua_request_end(r);       /* log phase: after the last byte went */
     keepalive = r->keepalive && r->body_done && !c->eof;
     c->req = NULL;
     mg_proxy_cleanup(r);
@@ -613,6 +670,10 @@ mg_http_start_request(mg_conn_t *c, size_t head_len)
             return;
         }
         r->upath_len = (size_t) n;
+    }
+    if (mg_lua_route_has_plugins(r->rt, r->route->index)) {
+        mg_lua_access(r);        /* continues to mg_proxy_start itself */
+        return;
     }
     mg_proxy_start(r);
 }

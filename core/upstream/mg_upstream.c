@@ -19,6 +19,7 @@
 #include "mg_upstream.h"
 #include "mg_health.h"
 #include "../tls/mg_tls.h"
+#include "../lua/mg_lua.h"
 #include "../base/mg_log.h"
 #include "../base/mg_time.h"
 #include "../event/mg_event.h"
@@ -29,7 +30,7 @@
  * name is resolved on the request path through the worker's asynchronous
  * resolver (mg_dns), which honours TTLs -- nothing here blocks on DNS.
  */
-static int
+int
 mg_peer_init(mg_pool_t *pool, mg_peer_t *peer, mg_str_t host, uint16_t port,
              int default_port)
 {
@@ -203,6 +204,7 @@ mg_runtime_free(mg_runtime_t *rt)
     if (rt->tls_server) {
         mg_tls_server_free(rt->tls_server);
     }
+    mg_lua_runtime_free(rt);
     for (i = 0; i < rt->cf->services_n; i++) {
         if (rt->services[i].tls_client) {
             mg_tls_client_free(rt->services[i].tls_client);
@@ -431,7 +433,7 @@ mg_upconn_release(mg_upconn_t *u, int keepalive)
     mg_peer_t *p = u->peer;
 
     u->requests++;
-    if (!keepalive || mg_worker->shutting_down
+    if (!keepalive || mg_worker->shutting_down || p->no_pool
         || (conf->upstream_keepalive_max_requests > 0
             && u->requests >= (uint32_t) conf->upstream_keepalive_max_requests)
         || p->nidle >= conf->upstream_keepalive_pool_size

@@ -40,7 +40,13 @@ typedef struct mg_peer_s {
     char                   *dns_name;      /* NULL for an IP literal */
     uint16_t                port;
     unsigned                rr;            /* rotates over DNS answers */
+    unsigned                no_pool:1;     /* per-request peer: no pooling */
 } mg_peer_t;
+
+/* Set up peer for host:port (IP literal now, a name via mg_dns later);
+ * strings go to pool. */
+int mg_peer_init(mg_pool_t *pool, mg_peer_t *peer, mg_str_t host,
+                 uint16_t port, int default_port);
 
 /* Point a peer at one address of its DNS answer (port from SRV when
  * non-zero, else the peer's). */
@@ -76,6 +82,7 @@ struct mg_runtime_s {
     mg_router_t        *router;
     struct mg_health_s *health;      /* shared target health (mg_health) */
     struct mg_tls_server_s *tls_server; /* certificates for ssl listeners */
+    void               *lua;         /* the plugin VM (core/lua), or NULL */
     mg_service_rt_t    *services;    /* indexed by mg_service_t.index */
     mg_upstream_rt_t   *upstreams;   /* indexed by mg_upstream_t.index */
 };

@@ -1,0 +1,1028 @@
+/*
+ * mg_lua.c -- the LuaJIT VM, the phase runner and the C side of the FFI
+ * API (mg_lua_api.h).  See mg_lua.h for the lifecycle.
+ *
+ * Registry refs kept per VM: the runloop's phase and finish functions.
+ * Per request: the running coroutine (a registry ref, released as soon as
+ * the phase returns) and the sleep timer, both torn down by
+ * mg_lua_request_end() whatever way the request ends.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <lauxlib.h>
+#include <lualib.h>
+#include <lua.h>
+#include "mg_lua.h"
+#include "../base/mg_buf.h"
+#include "../base/mg_log.h"
+#include "../base/mg_pool.h"
+#include "../base/mg_time.h"
+#include "../http/mg_http.h"
+
+typedef struct {
+    lua_State *L;
+    int        phase_ref;
+    int        finish_ref;
+    uint8_t   *routes;          /* 1 when route i enters Lua */
+    size_t     nroutes;
+} mg_lua_vm_t;
+
+static char        mg_lua_err[512];
+static const char *mg_lua_err_p = "";
+
+static void
+mg_lua_set_error(const char *fmt, const char *arg)
+{
+    snprintf(mg_lua_err, sizeof(mg_lua_err), fmt, arg);
+    mg_lua_err_p = mg_lua_err;
+}
+
+const char *
+mg_lua_last_error(void)
+{
+    return mg_lua_err_p;
+}
+
+/* --- phases ---------------------------------------------------------- */
+
+static const struct {
+    const char *name;
+    int         bit;
+} mg_lua_phase_table[] = {
+#define MG_LUA_PHASE_ROW(name, bit) { #name, bit },
+    MG_LUA_PHASES(MG_LUA_PHASE_ROW)
+#undef MG_LUA_PHASE_ROW
+    { NULL, 0 }
+};
+
+const char *
+mg_lua_phase_name(int i)
+{
+    if (i < 0 || i >= (int) mg_nelems(mg_lua_phase_table)) {
+        return NULL;
+    }
+    return mg_lua_phase_table[i].name;
+}
+
+int
+mg_lua_phase_bit(int i)
+{
+    if (i < 0 || i >= (int) mg_nelems(mg_lua_phase_table)) {
+        return 0;
+    }
+    return mg_lua_phase_table[i].bit;
+}
+
+static const char *
+mg_lua_phase_str(int bit)
+{
+    size_t i;
+
+    for (i = 0; mg_lua_phase_table[i].name; i++) {
+        if (mg_lua_phase_table[i].bit == bit) {
+            return mg_lua_phase_table[i].name;
+        }
+    }
+    return "?";
+}
+
+/* --- the init document ---------------------------------------------- */
+
+typedef struct {
+    char   *p;
+    size_t  len;
+    size_t  cap;
+    int     oom;
+} mg_jbuf_t;
+
+static void
+mg_jbuf_put(mg_jbuf_t *b, const char *s, size_t n)
+{
+    if (b->oom) {
+        return;
+    }
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = (b->cap ? b->cap * 2 : 4096);
+        char  *np;
+        while (cap < b->len + n + 1) {
+            cap *= 2;
+        }
+        np = realloc(b->p, cap);
+        if (np == NULL) {
+            b->oom = 1;
+            return;
+        }
+        b->p = np;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
+#define JLIT(b, lit) mg_jbuf_put((b), (lit), sizeof(lit) - 1)
+
+static void
+mg_jbuf_str(mg_jbuf_t *b, mg_str_t s)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t            i;
+
+    JLIT(b, "\"");
+    for (i = 0; i < s.len; i++) {
+        unsigned char c = (unsigned char) s.data[i];
+        char          e[6];
+        if (c == '"' || c == '\\') {
+            e[0] = '\\';
+            e[1] = (char) c;
+            mg_jbuf_put(b, e, 2);
+        } else if (c < 0x20) {
+            e[0] = '\\'; e[1] = 'u'; e[2] = '0'; e[3] = '0';
+            e[4] = hex[c >> 4]; e[5] = hex[c & 15];
+            mg_jbuf_put(b, e, 6);
+        } else {
+            mg_jbuf_put(b, (const char *) &c, 1);
+        }
+    }
+    JLIT(b, "\"");
+}
+
+static void
+mg_jbuf_cstr(mg_jbuf_t *b, const char *s)
+{
+    mg_str_t v = { s ? s : "", s ? strlen(s) : 0 };
+    mg_jbuf_str(b, v);
+}
+
+static void
+mg_jbuf_id_or_null(mg_jbuf_t *b, const mg_str_t *id)
+{
+    if (id == NULL) {
+        JLIT(b, "null");
+    } else {
+        mg_jbuf_str(b, *id);
+    }
+}
+
+static void
+mg_jbuf_strs(mg_jbuf_t *b, const mg_str_array_t *a)
+{
+    size_t i;
+
+    JLIT(b, "[");
+    for (i = 0; i < a->n; i++) {
+        if (i) JLIT(b, ",");
+        mg_jbuf_str(b, a->elts[i]);
+    }
+    JLIT(b, "]");
+}
+
+static char *
+mg_lua_init_doc(const mg_runtime_t *rt, const mg_conf_t *conf)
+{
+    const mg_config_t *cf = rt->cf;
+    mg_jbuf_t          b = { NULL, 0, 0, 0 };
+    char               num[32];
+    size_t             i;
+
+    JLIT(&b, "{\"plugins\":[");
+    for (i = 0; i < cf->plugins_n; i++) {
+        const mg_plugin_t *pl = cf->plugins[i];
+        if (i) JLIT(&b, ",");
+        JLIT(&b, "{\"id\":");
+        mg_jbuf_str(&b, pl->id);
+        JLIT(&b, ",\"name\":");
+        mg_jbuf_str(&b, pl->name);
+        JLIT(&b, ",\"instance_name\":");
+        if (pl->instance_name.len) mg_jbuf_str(&b, pl->instance_name);
+        else JLIT(&b, "null");
+        JLIT(&b, ",\"enabled\":");
+        if (pl->enabled) JLIT(&b, "true"); else JLIT(&b, "false");
+        JLIT(&b, ",\"protocols\":");
+        mg_jbuf_strs(&b, &pl->protocols);
+        JLIT(&b, ",\"config\":");
+        if (pl->config_json.len) {
+            mg_jbuf_put(&b, pl->config_json.data, pl->config_json.len);
+        } else {
+            JLIT(&b, "{}");
+        }
+        JLIT(&b, ",\"route\":");
+        mg_jbuf_id_or_null(&b, pl->route ? &pl->route->id : NULL);
+        JLIT(&b, ",\"service\":");
+        mg_jbuf_id_or_null(&b, pl->service ? &pl->service->id : NULL);
+        JLIT(&b, ",\"consumer\":");
+        mg_jbuf_id_or_null(&b, pl->consumer ? &pl->consumer->id : NULL);
+        JLIT(&b, "}");
+    }
+    JLIT(&b, "],\"routes\":[");
+    for (i = 0; i < cf->routes_n; i++) {
+        const mg_route_t *ro = cf->routes[i];
+        if (i) JLIT(&b, ",");
+        JLIT(&b, "{\"id\":");
+        mg_jbuf_str(&b, ro->id);
+        JLIT(&b, ",\"name\":");
+        if (ro->name.len) mg_jbuf_str(&b, ro->name); else JLIT(&b, "null");
+        JLIT(&b, ",\"service\":");
+        mg_jbuf_id_or_null(&b, ro->service ? &ro->service->id : NULL);
+        snprintf(num, sizeof(num), ",\"index\":%zu}", i);
+        mg_jbuf_put(&b, num, strlen(num));
+    }
+    JLIT(&b, "],\"services\":[");
+    for (i = 0; i < cf->services_n; i++) {
+        const mg_service_t *s = cf->services[i];
+        if (i) JLIT(&b, ",");
+        JLIT(&b, "{\"id\":");
+        mg_jbuf_str(&b, s->id);
+        JLIT(&b, ",\"name\":");
+        if (s->name.len) mg_jbuf_str(&b, s->name); else JLIT(&b, "null");
+        JLIT(&b, ",\"host\":");
+        mg_jbuf_str(&b, s->host);
+        snprintf(num, sizeof(num), ",\"port\":%u", (unsigned) s->port);
+        mg_jbuf_put(&b, num, strlen(num));
+        JLIT(&b, ",\"protocol\":");
+        mg_jbuf_str(&b, s->protocol);
+        JLIT(&b, ",\"path\":");
+        if (s->path.len) mg_jbuf_str(&b, s->path); else JLIT(&b, "null");
+        JLIT(&b, "}");
+    }
+    JLIT(&b, "],\"consumers\":[");
+    for (i = 0; i < cf->consumers_n; i++) {
+        const mg_consumer_t *co = cf->consumers[i];
+        if (i) JLIT(&b, ",");
+        JLIT(&b, "{\"id\":");
+        mg_jbuf_str(&b, co->id);
+        JLIT(&b, ",\"username\":");
+        if (co->username.len) mg_jbuf_str(&b, co->username); else JLIT(&b, "null");
+        JLIT(&b, ",\"custom_id\":");
+        if (co->custom_id.len) mg_jbuf_str(&b, co->custom_id); else JLIT(&b, "null");
+        JLIT(&b, "}");
+    }
+    JLIT(&b, "],\"enabled_plugins\":");
+    mg_jbuf_cstr(&b, conf->plugins);
+    JLIT(&b, ",\"trusted_ips\":[");
+    for (i = 0; i < conf->trusted_ips_n; i++) {
+        if (i) JLIT(&b, ",");
+        mg_jbuf_str(&b, conf->trusted_ips[i]);
+    }
+    JLIT(&b, "],\"configuration\":{\"prefix\":");
+    mg_jbuf_cstr(&b, conf->prefix);
+    JLIT(&b, ",\"plugins\":");
+    mg_jbuf_cstr(&b, conf->plugins);
+    JLIT(&b, ",\"lua_package_path\":");
+    mg_jbuf_cstr(&b, conf->lua_package_path);
+    JLIT(&b, ",\"database\":");
+    mg_jbuf_cstr(&b, conf->database);
+    JLIT(&b, ",\"log_level\":");
+    mg_jbuf_cstr(&b, mg_log_level_name(conf->log_level));
+    snprintf(num, sizeof(num), ",\"worker_processes\":%d}}",
+             conf->worker_processes);
+    mg_jbuf_put(&b, num, strlen(num));
+    if (b.oom) {
+        free(b.p);
+        return NULL;
+    }
+    return b.p;
+}
+
+/* --- VM -------------------------------------------------------------- */
+
+/* The installation root: bin/moongate (or build-asan/moongate) lives one
+ * level below it, next to lua/ and plugins/. */
+static void
+mg_lua_root(char *buf, size_t len)
+{
+    ssize_t n = readlink("/proc/self/exe", buf, len - 1);
+    char   *s;
+    int     k;
+
+    if (n <= 0) {
+        snprintf(buf, len, ".");
+        return;
+    }
+    buf[n] = '\0';
+    for (k = 0; k < 2; k++) {
+        s = strrchr(buf, '/');
+        if (s == NULL) {
+            snprintf(buf, len, ".");
+            return;
+        }
+        *s = '\0';
+    }
+    if (buf[0] == '\0') {
+        snprintf(buf, len, "/");
+    }
+}
+
+int
+mg_lua_runtime_init(mg_runtime_t *rt, const mg_conf_t *conf, char *err,
+                    size_t errlen)
+{
+    mg_lua_vm_t *vm;
+    lua_State   *L;
+    char         root[PATH_MAX], path[PATH_MAX * 4];
+    char        *doc;
+    size_t       i;
+
+    rt->lua = NULL;
+    if (rt->cf->plugins_n == 0) {
+        return MG_OK;           /* nothing enters Lua: no VM at all */
+    }
+    vm = calloc(1, sizeof(*vm));
+    if (vm == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return MG_ERROR;
+    }
+    vm->nroutes = rt->cf->routes_n;
+    vm->routes = calloc(vm->nroutes + 1, 1);
+    L = luaL_newstate();
+    if (L == NULL || vm->routes == NULL) {
+        snprintf(err, errlen, "cannot create the Lua VM");
+        free(vm->routes);
+        free(vm);
+        return MG_ERROR;
+    }
+    vm->L = L;
+    luaL_openlibs(L);
+
+    mg_lua_root(root, sizeof(root));
+    lua_getglobal(L, "package");
+    snprintf(path, sizeof(path), "%s%s%s/lua/?.lua;%s/lua/?/init.lua;%s",
+             conf->lua_package_path ? conf->lua_package_path : "",
+             conf->lua_package_path && conf->lua_package_path[0]
+                 && conf->lua_package_path[strlen(conf->lua_package_path) - 1] != ';'
+                 ? ";" : "",
+             root, root, ";");
+    lua_pushstring(L, path);
+    lua_setfield(L, -2, "path");
+    if (conf->lua_package_cpath && conf->lua_package_cpath[0]) {
+        lua_getfield(L, -1, "cpath");
+        snprintf(path, sizeof(path), "%s;%s", conf->lua_package_cpath,
+                 lua_tostring(L, -1));
+        lua_pop(L, 1);
+        lua_pushstring(L, path);
+        lua_setfield(L, -2, "cpath");
+    }
+    lua_pop(L, 1);
+
+    lua_newtable(L);
+    lua_pushstring(L, root);
+    lua_setfield(L, -2, "root");
+    lua_pushstring(L, conf->prefix);
+    lua_setfield(L, -2, "prefix");
+    lua_pushstring(L, MOONGATE_VERSION);
+    lua_setfield(L, -2, "version");
+    lua_setglobal(L, "moongate");
+
+    /* runloop = require "moongate.runloop" */
+    lua_getglobal(L, "require");
+    lua_pushstring(L, "moongate.runloop");
+    if (lua_pcall(L, 1, 1, 0) != 0) {
+        snprintf(err, errlen, "cannot load the plugin runtime: %s",
+                 lua_tostring(L, -1));
+        goto failed;
+    }
+    lua_getfield(L, -1, "phase");
+    vm->phase_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_getfield(L, -1, "finish");
+    vm->finish_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+
+    doc = mg_lua_init_doc(rt, conf);
+    if (doc == NULL) {
+        snprintf(err, errlen, "out of memory");
+        goto failed;
+    }
+    lua_getfield(L, -1, "init");
+    lua_pushstring(L, doc);
+    free(doc);
+    if (lua_pcall(L, 1, 2, 0) != 0) {
+        snprintf(err, errlen, "plugin runtime init failed: %s",
+                 lua_tostring(L, -1));
+        goto failed;
+    }
+    /* stack: runloop, result, err */
+    if (lua_isnil(L, -2)) {
+        snprintf(err, errlen, "%s", lua_isstring(L, -1) ? lua_tostring(L, -1)
+                                                        : "invalid plugin configuration");
+        goto failed;
+    }
+    if (lua_isboolean(L, -2) && lua_toboolean(L, -2)) {
+        memset(vm->routes, 1, vm->nroutes);
+    } else if (lua_istable(L, -2)) {
+        size_t n = lua_objlen(L, -2);
+        for (i = 1; i <= n; i++) {
+            lua_rawgeti(L, -2, (int) i);
+            if (lua_isnumber(L, -1)) {
+                lua_Integer k = lua_tointeger(L, -1);
+                if (k >= 0 && (size_t) k < vm->nroutes) {
+                    vm->routes[k] = 1;
+                }
+            }
+            lua_pop(L, 1);
+        }
+    }
+    lua_settop(L, 0);
+    rt->lua = vm;
+    return MG_OK;
+
+failed:
+    lua_close(L);
+    free(vm->routes);
+    free(vm);
+    return MG_ERROR;
+}
+
+void
+mg_lua_runtime_free(mg_runtime_t *rt)
+{
+    mg_lua_vm_t *vm = rt->lua;
+
+    if (vm == NULL) {
+        return;
+    }
+    lua_close(vm->L);
+    free(vm->routes);
+    free(vm);
+    rt->lua = NULL;
+}
+
+int
+mg_lua_route_has_plugins(const mg_runtime_t *rt, size_t route_index)
+{
+    const mg_lua_vm_t *vm = rt->lua;
+    return vm && route_index < vm->nroutes && vm->routes[route_index];
+}
+
+/* --- running phases -------------------------------------------------- */
+
+static void
+mg_lua_drop_thread(mg_request_t *r)
+{
+    mg_lua_vm_t *vm = r->rt->lua;
+
+    if (r->lua_co) {
+        luaL_unref(vm->L, LUA_REGISTRYINDEX, r->lua_ref);
+        r->lua_co = NULL;
+        r->lua_ref = LUA_NOREF;
+    }
+}
+
+/* Resume (or start, nargs pushed) r's coroutine.  MG_OK: the phase ran
+ * to its end; MG_AGAIN: it waits; MG_DONE: kong.response.exit;
+ * MG_ERROR: a plugin failed (logged). */
+static int
+mg_lua_resume(mg_request_t *r, int nargs)
+{
+    lua_State  *co = r->lua_co;
+    int         rc = lua_resume(co, nargs);
+    const char *res;
+
+    if (rc == LUA_YIELD) {
+        lua_settop(co, 0);
+        return MG_AGAIN;
+    }
+    if (rc != 0) {
+        mg_log_error("*%llu lua error in %s phase: %s",
+                     (unsigned long long) r->conn->id,
+                     mg_lua_phase_str(r->lua_stage),
+                     lua_isstring(co, -1) ? lua_tostring(co, -1) : "?");
+        mg_lua_drop_thread(r);
+        return MG_ERROR;
+    }
+    res = lua_gettop(co) >= 1 && lua_isstring(co, 1) ? lua_tostring(co, 1) : NULL;
+    rc = MG_OK;
+    if (res && strcmp(res, "exit") == 0) {
+        rc = MG_DONE;
+    } else if (res && strcmp(res, "error") == 0) {
+        rc = MG_ERROR;          /* the runloop logged it with the plugin */
+    }
+    mg_lua_drop_thread(r);
+    return rc;
+}
+
+static int
+mg_lua_start(mg_request_t *r, int phase)
+{
+    mg_lua_vm_t *vm = r->rt->lua;
+    lua_State   *L = vm->L;
+    lua_State   *co;
+
+    r->lua_stage = phase;
+    co = lua_newthread(L);
+    r->lua_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    r->lua_co = co;
+    lua_rawgeti(co, LUA_REGISTRYINDEX, vm->phase_ref);
+    lua_pushstring(co, mg_lua_phase_str(phase));
+    lua_pushlightuserdata(co, r);
+    lua_pushstring(co, r->request_id);
+    lua_pushinteger(co, (lua_Integer) r->route->index);
+    return mg_lua_resume(r, 4);
+}
+
+static void
+mg_lua_continue(mg_request_t *r, int resuming)
+{
+    int rc;
+
+    for (;;) {
+        rc = resuming ? mg_lua_resume(r, 0) : mg_lua_start(r, r->lua_stage);
+        resuming = 0;
+        if (rc == MG_AGAIN) {
+            return;             /* a watcher resumes it */
+        }
+        if (rc == MG_DONE) {
+            r->lua_stage = 0;
+            mg_http_send_lua_exit(r);
+            return;
+        }
+        if (rc == MG_ERROR) {
+            r->lua_stage = 0;
+            mg_http_send_error(r, 500, NULL);
+            return;
+        }
+        if (r->lua_stage == MG_LUA_PHASE_rewrite) {
+            r->lua_stage = MG_LUA_PHASE_access;
+            continue;
+        }
+        break;
+    }
+    r->lua_stage = 0;
+    mg_proxy_start(r);
+}
+
+void
+mg_lua_access(mg_request_t *r)
+{
+    r->lua = 1;
+    r->lua_ref = LUA_NOREF;
+    r->lua_stage = MG_LUA_PHASE_rewrite;
+    mg_lua_continue(r, 0);
+}
+
+/* A phase that must not wait: header_filter, log. */
+static int
+mg_lua_run_sync(mg_request_t *r, int phase)
+{
+    int rc = mg_lua_start(r, phase);
+
+    if (rc == MG_AGAIN) {
+        mg_log_error("*%llu a plugin tried to wait in the %s phase, where "
+                     "yielding is not allowed", (unsigned long long) r->conn->id,
+                     mg_lua_phase_str(phase));
+        if (ev_is_active(&r->lua_timer)) {
+            ev_timer_stop(mg_worker->loop, &r->lua_timer);
+        }
+        mg_lua_drop_thread(r);
+        rc = MG_ERROR;
+    }
+    r->lua_stage = 0;
+    return rc;
+}
+
+int
+mg_lua_header_filter(mg_request_t *r)
+{
+    int rc;
+
+    if (!r->lua) {
+        return MG_OK;
+    }
+    rc = mg_lua_run_sync(r, MG_LUA_PHASE_header_filter);
+    return rc == MG_ERROR ? MG_ERROR : MG_OK;
+}
+
+void
+mg_lua_request_end(mg_request_t *r)
+{
+    mg_lua_vm_t *vm;
+    lua_State   *L;
+
+    if (!r->lua || r->lua_log_done) {
+        return;
+    }
+    r->lua_log_done = 1;
+    vm = r->rt->lua;
+    if (ev_is_active(&r->lua_timer)) {
+        ev_timer_stop(mg_worker->loop, &r->lua_timer);
+    }
+    mg_lua_drop_thread(r);      /* a phase cut short by an abort */
+    mg_lua_run_sync(r, MG_LUA_PHASE_log);
+    L = vm->L;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, vm->finish_ref);
+    lua_pushstring(L, r->request_id);
+    if (lua_pcall(L, 1, 0, 0) != 0) {
+        mg_log_error("lua: runloop.finish failed: %s", lua_tostring(L, -1));
+        lua_pop(L, 1);
+    }
+}
+
+/* --- FFI API: the client request --------------------------------------- */
+
+#define R ((mg_request_t *) r)
+#define OUT(s) (*p = (s).data, *n = (s).len, MG_OK)
+
+int mg_lua_req_method(void *r, const char **p, size_t *n) { return OUT(R->head.method); }
+int mg_lua_req_path(void *r, const char **p, size_t *n) { return OUT(R->path); }
+int mg_lua_req_query(void *r, const char **p, size_t *n) { return OUT(R->query); }
+int mg_lua_req_host(void *r, const char **p, size_t *n) { return OUT(R->host); }
+int mg_lua_req_port(void *r) { return R->conn->local_port; }
+
+int
+mg_lua_req_scheme(void *r, const char **p, size_t *n)
+{
+    mg_str_t s;
+    if (R->conn->ssl) mg_str_set(&s, "https"); else mg_str_set(&s, "http");
+    return OUT(s);
+}
+
+int
+mg_lua_req_http_version(void *r)
+{
+    return R->head.http_major * 10 + R->head.http_minor;
+}
+
+int mg_lua_req_header_count(void *r) { return (int) R->head.nheaders; }
+
+int
+mg_lua_req_header_at(void *r, int i, const char **name, size_t *nl,
+                     const char **value, size_t *vl)
+{
+    if (i < 0 || (size_t) i >= R->head.nheaders) {
+        return MG_DECLINED;
+    }
+    *name = R->head.headers[i].name.data;
+    *nl = R->head.headers[i].name.len;
+    *value = R->head.headers[i].value.data;
+    *vl = R->head.headers[i].value.len;
+    return MG_OK;
+}
+
+int
+mg_lua_req_client_ip(void *r, char *buf, size_t len)
+{
+    return (int) mg_conn_peer_ip(R->conn, buf, len);
+}
+
+int
+mg_lua_req_client_port(void *r)
+{
+    const mg_conn_t *c = R->conn;
+    return ntohs(c->peer.sa.sa_family == AF_INET6 ? c->peer.sin6.sin6_port
+                                                   : c->peer.sin.sin_port);
+}
+
+int
+mg_lua_req_id(void *r, const char **p, size_t *n)
+{
+    *p = R->request_id;
+    *n = 32;
+    return MG_OK;
+}
+
+double mg_lua_req_start_time(void *r) { return R->start; }
+
+int
+mg_lua_req_body(void *r, const char **p, size_t *n)
+{
+    mg_request_t *rq = R;
+
+    if (!rq->has_body) {
+        *p = "";
+        *n = 0;
+        return MG_OK;
+    }
+    if (rq->body_ptr) {
+        *p = rq->body_ptr;
+        *n = (size_t) rq->head.content_length;
+        return MG_OK;
+    }
+    if (rq->body_replayable && rq->lua_stage != 0) {
+        /* before proxying the whole body sits right after the head */
+        *p = rq->conn->in->pos;
+        *n = (size_t) rq->head.content_length;
+        return MG_OK;
+    }
+    mg_lua_set_error("%s", "the request body did not arrive with the request "
+                     "head (bodies read later are not buffered for plugins "
+                     "in this build)");
+    return MG_ERROR;
+}
+
+int
+mg_lua_req_route_id(void *r, const char **p, size_t *n)
+{
+    if (R->route == NULL) return MG_DECLINED;
+    return OUT(R->route->id);
+}
+
+int
+mg_lua_req_service_id(void *r, const char **p, size_t *n)
+{
+    if (R->route == NULL || R->route->service == NULL) return MG_DECLINED;
+    return OUT(R->route->service->id);
+}
+
+int mg_lua_req_capture_count(void *r) { return (int) R->match.ncaptures; }
+
+int
+mg_lua_req_capture_at(void *r, int i, const char **name, size_t *nl,
+                      const char **value, size_t *vl)
+{
+    if (i < 0 || (size_t) i >= R->match.ncaptures) {
+        return MG_DECLINED;
+    }
+    *name = R->match.capture_names[i].data;
+    *nl = R->match.capture_names[i].len;
+    *value = R->match.captures[i].data;
+    *vl = R->match.captures[i].len;
+    return MG_OK;
+}
+
+/* --- FFI API: the upstream request ------------------------------------- */
+
+static int
+mg_lua_mod_add(mg_request_t *r, mg_hdr_mod_t **list, const char *name,
+               size_t nl, const char *value, size_t vl, int add)
+{
+    mg_hdr_mod_t *m, **pp;
+
+    if (nl == 0 || memchr(name, '\n', nl) || memchr(name, '\r', nl)
+        || (value && (memchr(value, '\n', vl) || memchr(value, '\r', vl))))
+    {
+        mg_lua_set_error("%s", "invalid header name or value (CR/LF)");
+        return MG_ERROR;
+    }
+    if (!add) {
+        /* a set or a clear replaces earlier changes of that header */
+        for (pp = list; *pp; ) {
+            mg_str_t n2 = { name, nl };
+            if (mg_str_caseeq((*pp)->name, n2)) {
+                *pp = (*pp)->next;
+            } else {
+                pp = &(*pp)->next;
+            }
+        }
+    }
+    m = mg_pool_calloc(r->pool, sizeof(*m));
+    if (m == NULL) {
+        mg_lua_set_error("%s", "out of memory");
+        return MG_ERROR;
+    }
+    m->name = mg_pool_str(r->pool, name, nl);
+    if (value) {
+        m->value = mg_pool_str(r->pool, value, vl);
+    }
+    m->add = add;
+    for (pp = list; *pp; pp = &(*pp)->next) { }
+    *pp = m;
+    return MG_OK;
+}
+
+static int
+mg_lua_before_upstream(mg_request_t *r)
+{
+    if (r->ustate != MG_REQ_UPSTREAM_NONE || r->uhead) {
+        mg_lua_set_error("%s", "the upstream request was already sent");
+        return MG_ERROR;
+    }
+    return MG_OK;
+}
+
+int
+mg_lua_upstream_set_header(void *r, const char *name, size_t nl,
+                           const char *value, size_t vl, int add)
+{
+    if (mg_lua_before_upstream(R) != MG_OK) return MG_ERROR;
+    return mg_lua_mod_add(R, &R->up_mods, name, nl, value, vl, add);
+}
+
+int
+mg_lua_upstream_set_path(void *r, const char *p, size_t n)
+{
+    char *np;
+
+    if (mg_lua_before_upstream(R) != MG_OK) return MG_ERROR;
+    if (n == 0 || p[0] != '/' || memchr(p, ' ', n) || memchr(p, '\n', n)
+        || memchr(p, '\r', n) || memchr(p, '?', n))
+    {
+        mg_lua_set_error("%s", "path must start with / and contain no "
+                         "spaces, CR/LF or '?'");
+        return MG_ERROR;
+    }
+    np = mg_pool_alloc(R->pool, n);
+    if (np == NULL) return MG_ERROR;
+    memcpy(np, p, n);
+    R->upath = np;
+    R->upath_len = n;
+    return MG_OK;
+}
+
+int
+mg_lua_upstream_set_query(void *r, const char *p, size_t n)
+{
+    if (mg_lua_before_upstream(R) != MG_OK) return MG_ERROR;
+    if (memchr(p, ' ', n) || memchr(p, '\n', n) || memchr(p, '\r', n)) {
+        mg_lua_set_error("%s", "query must contain no spaces or CR/LF");
+        return MG_ERROR;
+    }
+    R->up_query = mg_pool_str(R->pool, p, n);
+    R->query = R->up_query;
+    return MG_OK;
+}
+
+int
+mg_lua_upstream_set_method(void *r, const char *p, size_t n)
+{
+    size_t i;
+
+    if (mg_lua_before_upstream(R) != MG_OK) return MG_ERROR;
+    for (i = 0; i < n; i++) {
+        if (p[i] < 'A' || p[i] > 'Z') {
+            mg_lua_set_error("%s", "method must be upper-case letters");
+            return MG_ERROR;
+        }
+    }
+    if (n == 0) return MG_ERROR;
+    R->up_method = mg_pool_str(R->pool, p, n);
+    return MG_OK;
+}
+
+int
+mg_lua_upstream_set_body(void *r, const char *p, size_t n)
+{
+    if (mg_lua_before_upstream(R) != MG_OK) return MG_ERROR;
+    if (R->has_body && !R->body_replayable) {
+        mg_lua_set_error("%s", "the request body is still arriving; it can be "
+                         "replaced only when it came with the request head");
+        return MG_ERROR;
+    }
+    R->up_body = mg_pool_str(R->pool, p, n);
+    if (R->up_body.data == NULL) return MG_ERROR;
+    return MG_OK;
+}
+
+int
+mg_lua_upstream_set_target(void *r, const char *host, size_t hl, int port)
+{
+    mg_peer_t *peer;
+    mg_str_t   h = { host, hl };
+
+    if (mg_lua_before_upstream(R) != MG_OK) return MG_ERROR;
+    if (hl == 0 || port <= 0 || port > 65535) {
+        mg_lua_set_error("%s", "invalid host or port");
+        return MG_ERROR;
+    }
+    peer = mg_pool_calloc(R->pool, sizeof(*peer));
+    if (peer == NULL || mg_peer_init(R->pool, peer, h, (uint16_t) port, 80)
+                            != MG_OK)
+    {
+        return MG_ERROR;
+    }
+    peer->no_pool = 1;          /* arena memory: never a keep-alive pool */
+    R->peer_override = peer;
+    return MG_OK;
+}
+
+/* --- FFI API: the response ------------------------------------------- */
+
+int mg_lua_resp_status(void *r) { return R->status; }
+
+int
+mg_lua_resp_set_status(void *r, int status)
+{
+    if (R->response_started || status < 100 || status > 999) {
+        mg_lua_set_error("%s", "status can only be set before the response "
+                         "head is sent, to 100..999");
+        return MG_ERROR;
+    }
+    R->status = status;
+    R->status_override = status;
+    return MG_OK;
+}
+
+int
+mg_lua_resp_header_count(void *r)
+{
+    return R->rhead.status ? (int) R->rhead.nheaders : 0;
+}
+
+int
+mg_lua_resp_header_at(void *r, int i, const char **name, size_t *nl,
+                      const char **value, size_t *vl)
+{
+    if (!R->rhead.status || i < 0 || (size_t) i >= R->rhead.nheaders) {
+        return MG_DECLINED;
+    }
+    *name = R->rhead.headers[i].name.data;
+    *nl = R->rhead.headers[i].name.len;
+    *value = R->rhead.headers[i].value.data;
+    *vl = R->rhead.headers[i].value.len;
+    return MG_OK;
+}
+
+int
+mg_lua_resp_set_header(void *r, const char *name, size_t nl,
+                       const char *value, size_t vl, int add)
+{
+    if (R->response_started) {
+        mg_lua_set_error("%s", "the response head was already sent");
+        return MG_ERROR;
+    }
+    return mg_lua_mod_add(R, &R->resp_mods, name, nl, value, vl, add);
+}
+
+int
+mg_lua_resp_exit(void *r, int status, const char *body, size_t bl)
+{
+    if (R->response_started || R->rhead.status) {
+        mg_lua_set_error("%s", "exit is only possible before a response "
+                         "from the upstream has started");
+        return MG_ERROR;
+    }
+    if (status < 100 || status > 999) {
+        mg_lua_set_error("%s", "exit status must be 100..999");
+        return MG_ERROR;
+    }
+    R->exit_status = status;
+    R->exit_body = body ? mg_pool_str(R->pool, body, bl) : (mg_str_t) { NULL, 0 };
+    R->lua_exit = 1;
+    return MG_OK;
+}
+
+const char *
+mg_lua_resp_source(void *r)
+{
+    if (R->lua_exit) return "exit";
+    if (R->rhead.status) return "service";
+    return "error";
+}
+
+int
+mg_lua_resp_set_chunk(void *r, const char *p, size_t n)
+{
+    (void) r;
+    (void) p;
+    (void) n;
+    mg_lua_set_error("%s", "the body_filter phase is not run by this build");
+    return MG_ERROR;
+}
+
+/* --- FFI API: waits and misc ------------------------------------------- */
+
+static void
+mg_lua_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    mg_request_t *r = w->data;
+    mg_conn_t    *c = r->conn;
+
+    (void) revents;
+    ev_timer_stop(loop, w);
+    mg_time_update(ev_now(loop));
+    MG_CONN_ENTER(c);
+    mg_lua_continue(r, 1);
+    MG_CONN_LEAVE(c);
+    mg_worker_ready_flush();
+}
+
+int
+mg_lua_sleep(void *r, double seconds)
+{
+    if (R->lua_co == NULL || (R->lua_stage != MG_LUA_PHASE_rewrite
+                              && R->lua_stage != MG_LUA_PHASE_access))
+    {
+        mg_lua_set_error("%s", "ngx.sleep can only wait in rewrite and access");
+        return MG_ERROR;
+    }
+    if (seconds < 0) {
+        seconds = 0;
+    }
+    ev_timer_init(&R->lua_timer, mg_lua_timer_cb, seconds, 0.);
+    R->lua_timer.data = r;
+    ev_timer_start(mg_worker->loop, &R->lua_timer);
+    return MG_AGAIN;
+}
+
+void
+mg_lua_log(int level, const char *msg, size_t n)
+{
+    if (level < MG_LOG_DEBUG) level = MG_LOG_DEBUG;
+    if (level > MG_LOG_EMERG) level = MG_LOG_EMERG;
+    mg_log(level, "%.*s", (int) mg_min(n, 1900), msg);
+}
+
+double mg_lua_now(void) { return mg_time_now; }
+
+double
+mg_lua_update_time(void)
+{
+    ev_now_update(mg_worker->loop);
+    mg_time_update(ev_now(mg_worker->loop));
+    return mg_time_now;
+}
+
+int mg_lua_worker_id(void) { return mg_worker ? mg_worker->slot : -1; }
+int mg_lua_worker_count(void) { return mg_worker ? mg_worker->conf->worker_processes : 0; }
+int mg_lua_worker_pid(void) { return (int) getpid(); }

@@ -1,0 +1,48 @@
+/*
+ * mg_lua.h -- the LuaJIT plugin runtime: one VM per config generation,
+ * plugin phases run in a coroutine per request.
+ *
+ * Lifecycle: the master builds the VM for a generation (loads
+ * moongate.runloop, which loads and validates every plugin and sorts the
+ * per-route plugin lists once), then forks the workers, which inherit it
+ * copy-on-write -- OpenResty's init_by_lua model; a bad plugin or config
+ * refuses the start or the reload.  A route no plugin applies to never
+ * enters Lua (rt->lua_routes[i] == 0): the C fast path is untouched.
+ *
+ * A phase runs as a coroutine; a PDK call that waits (ngx.sleep) arms a
+ * watcher and yields, and the worker resumes the coroutine when it fires.
+ * Rejected: a VM per worker built after fork -- every worker would repeat
+ * the plugin loading, and config errors would surface after start.
+ */
+#ifndef MG_LUA_H
+#define MG_LUA_H
+
+#include "../mg_core.h"
+#include "../conf/mg_conf.h"
+#include "mg_lua_api.h"
+
+/* Build the VM for rt when its config has plugins (rt->lua stays NULL
+ * otherwise).  MG_ERROR with a message naming the plugin on failure. */
+int mg_lua_runtime_init(mg_runtime_t *rt, const mg_conf_t *conf, char *err,
+                        size_t errlen);
+void mg_lua_runtime_free(mg_runtime_t *rt);
+
+/* Does route i enter Lua? */
+int mg_lua_route_has_plugins(const mg_runtime_t *rt, size_t route_index);
+
+/*
+ * Run rewrite and access for r (after routing).  Continues the request
+ * itself: proxies it (mg_proxy_start), answers a kong.response.exit, or
+ * answers 500 on a plugin error.  May return while a coroutine waits.
+ */
+void mg_lua_access(mg_request_t *r);
+
+/* header_filter on the response head about to be built (no yielding).
+ * MG_OK or MG_ERROR (a plugin failed; the caller answers 500 if it can). */
+int mg_lua_header_filter(mg_request_t *r);
+
+/* log phase then the end of the request's Lua state; called once when the
+ * request ends, whatever way it ends. */
+void mg_lua_request_end(mg_request_t *r);
+
+#endif /* MG_LUA_H */

@@ -1,0 +1,120 @@
+/*
+ * mg_lua_api.h -- the one definition of what Lua may call in the core.
+ *
+ * lua/moongate/ffi.lua declares exactly these functions with ffi.cdef
+ * (a spec checks that the two lists agree); the binary exports them
+ * (-rdynamic).  FFI calls are plain C calls: none of them blocks, none
+ * yields.  An API that waits is split in two (lua-resty-core's habit):
+ * C arms a watcher and returns MG_AGAIN, Lua yields the request's
+ * coroutine, C resumes it when the event fires.
+ *
+ * `r` is the request (mg_request_t *) as an opaque pointer.  Strings
+ * returned through (const char **p, size_t *n) point into request memory
+ * and stay valid until the request ends; Lua copies them with ffi.string.
+ * Every function returns MG_OK (0) or a negative code; MG_DECLINED when
+ * the thing asked for does not exist (an absent header), MG_ERROR with a
+ * reason in mg_lua_last_error() when the call is not allowed now (for
+ * instance a header change after the response head was sent).
+ */
+#ifndef MG_LUA_API_H
+#define MG_LUA_API_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* phases, declared once (name, bit); Lua reads them via mg_lua_phase_name */
+#define MG_LUA_PHASES(X)                                                     \
+    X(init_worker,   0x0001)                                                 \
+    X(configure,     0x0002)                                                 \
+    X(certificate,   0x0004)                                                 \
+    X(rewrite,       0x0008)                                                 \
+    X(access,        0x0010)                                                 \
+    X(balancer,      0x0020)                                                 \
+    X(response,      0x0040)                                                 \
+    X(header_filter, 0x0080)                                                 \
+    X(body_filter,   0x0100)                                                 \
+    X(log,           0x0200)
+
+typedef enum {
+#define MG_LUA_PHASE_ENUM(name, bit) MG_LUA_PHASE_##name = bit,
+    MG_LUA_PHASES(MG_LUA_PHASE_ENUM)
+#undef MG_LUA_PHASE_ENUM
+} mg_lua_phase_e;
+
+/* phase table for Lua: index 0.. until NULL name */
+const char *mg_lua_phase_name(int i);
+int mg_lua_phase_bit(int i);
+
+const char *mg_lua_last_error(void);
+
+/* --- the client request (kong.request) ---------------------------- */
+int mg_lua_req_method(void *r, const char **p, size_t *n);
+int mg_lua_req_path(void *r, const char **p, size_t *n);      /* raw path */
+int mg_lua_req_query(void *r, const char **p, size_t *n);     /* raw, no '?' */
+int mg_lua_req_host(void *r, const char **p, size_t *n);      /* no port */
+int mg_lua_req_port(void *r);                                 /* server port */
+int mg_lua_req_scheme(void *r, const char **p, size_t *n);    /* http/https */
+int mg_lua_req_http_version(void *r);                         /* 10, 11 */
+int mg_lua_req_header_count(void *r);
+int mg_lua_req_header_at(void *r, int i, const char **name, size_t *nl,
+                         const char **value, size_t *vl);
+int mg_lua_req_client_ip(void *r, char *buf, size_t len);     /* length */
+int mg_lua_req_client_port(void *r);
+int mg_lua_req_id(void *r, const char **p, size_t *n);        /* 32 hex */
+double mg_lua_req_start_time(void *r);                        /* seconds */
+/* The request body.  MG_OK with the whole body when it is buffered;
+ * MG_AGAIN when C starts reading it (the coroutine must yield; it is
+ * resumed when the body is in); MG_ERROR when it is larger than
+ * client_body_buffer_size allows to buffer (reason set). */
+int mg_lua_req_body(void *r, const char **p, size_t *n);
+
+/* route match data for the PDK / router captures */
+int mg_lua_req_route_id(void *r, const char **p, size_t *n);
+int mg_lua_req_service_id(void *r, const char **p, size_t *n);
+int mg_lua_req_capture_count(void *r);
+int mg_lua_req_capture_at(void *r, int i, const char **name, size_t *nl,
+                          const char **value, size_t *vl);
+
+/* --- the upstream request (kong.service.request) ------------------- */
+/* value NULL: remove every header of that name; add=1 appends another */
+int mg_lua_upstream_set_header(void *r, const char *name, size_t nl,
+                               const char *value, size_t vl, int add);
+int mg_lua_upstream_set_path(void *r, const char *p, size_t n);
+int mg_lua_upstream_set_query(void *r, const char *p, size_t n);
+int mg_lua_upstream_set_method(void *r, const char *p, size_t n);
+int mg_lua_upstream_set_body(void *r, const char *p, size_t n);
+/* kong.service.set_target(host, port): send this request there */
+int mg_lua_upstream_set_target(void *r, const char *host, size_t hl,
+                               int port);
+
+/* --- the response (kong.response) ---------------------------------- */
+/* status of the response being sent (upstream's or exit's), 0 before */
+int mg_lua_resp_status(void *r);
+int mg_lua_resp_set_status(void *r, int status);      /* header_filter */
+/* response headers: the upstream's (after header_filter changes) */
+int mg_lua_resp_header_count(void *r);
+int mg_lua_resp_header_at(void *r, int i, const char **name, size_t *nl,
+                          const char **value, size_t *vl);
+int mg_lua_resp_set_header(void *r, const char *name, size_t nl,
+                           const char *value, size_t vl, int add);
+/* kong.response.exit: answer now with status, body and the headers set
+ * with mg_lua_resp_set_header; the phase ends after the yield. */
+int mg_lua_resp_exit(void *r, int status, const char *body, size_t bl);
+/* "upstream", "exit" or "error" (kong.response.get_source) */
+const char *mg_lua_resp_source(void *r);
+/* body_filter: replace the current chunk (ngx.arg[1]); eof is ngx.arg[2] */
+int mg_lua_resp_set_chunk(void *r, const char *p, size_t n);
+
+/* --- waits --------------------------------------------------------- */
+/* arm a timer; returns MG_AGAIN: the caller yields, C resumes it */
+int mg_lua_sleep(void *r, double seconds);
+
+/* --- misc ---------------------------------------------------------- */
+void mg_lua_log(int level, const char *msg, size_t n);  /* MG_LOG_* */
+double mg_lua_now(void);               /* cached loop time, seconds */
+double mg_lua_update_time(void);       /* refresh and return it */
+int mg_lua_worker_id(void);
+int mg_lua_worker_count(void);
+int mg_lua_worker_pid(void);
+
+#endif /* MG_LUA_API_H */
