@@ -630,6 +630,44 @@ mg_proxy_start(mg_request_t *r)
     mg_proxy_connect(r);
 }
 
+/* The TLS server name: the Host sent upstream, without its port. */
+static void
+mg_proxy_sni(mg_request_t *r, char *sni, size_t len)
+{
+    size_t      n = r->uhost.len;
+    const char *colon = n && r->uhost.data[0] != '['
+                            ? memchr(r->uhost.data, ':', n) : NULL;
+
+    if (colon) {
+        n = (size_t) (colon - r->uhost.data);
+    }
+    n = mg_min(n, len - 1);
+    memcpy(sni, r->uhost.data, n);
+    sni[n] = '\0';
+}
+
+/* FNV-1a over the peer's current address and, for TLS, the server name. */
+static uint64_t
+mg_proxy_pool_key(mg_request_t *r)
+{
+    const unsigned char *p = (const unsigned char *) &r->peer->addr;
+    uint64_t             h = 0xcbf29ce484222325ULL;
+    socklen_t            i;
+    char                 sni[256];
+
+    for (i = 0; i < r->peer->addrlen; i++) {
+        h = (h ^ p[i]) * 0x100000001b3ULL;
+    }
+    if (r->svc->tls_client) {
+        mg_proxy_sni(r, sni, sizeof(sni));
+        for (p = (const unsigned char *) sni; *p; p++) {
+            h = (h ^ *p) * 0x100000001b3ULL;
+        }
+        h ^= 0x9e3779b97f4a7c15ULL;
+    }
+    return h;
+}
+
 static void mg_proxy_connect_peer(mg_request_t *r);
 
 /* Apply a DNS answer to r's peer; 0 when it has an address now. */
@@ -682,10 +720,10 @@ mg_proxy_connect(mg_request_t *r)
     if (r->upstream_start == 0) {
         r->upstream_start = mg_time_now;
     }
-    /* A name is resolved only when no pooled connection can be reused:
-     * the cache answers at once while the TTL lasts, and a stale answer
-     * is used while it refreshes in the background. */
-    if (peer->dns_name && peer->idle == NULL) {
+    /* A name is resolved for every try: the cache answers at once while
+     * the TTL lasts (a stale answer is used while it refreshes), and the
+     * pooled connection must be one to the address it gives now. */
+    if (peer->dns_name) {
         if (mg_worker->dns == NULL) {
             mg_http_send_error(r, 503, "name resolution failed");
             return;
@@ -715,7 +753,8 @@ mg_proxy_connect_peer(mg_request_t *r)
         mg_http_send_error(r, 500, NULL);
         return;
     }
-    u = mg_upconn_get(r->peer, r, mg_proxy_handler, &err);
+    u = mg_upconn_get(r->peer, mg_proxy_pool_key(r), r, mg_proxy_handler,
+                      &err);
     if (u == NULL) {
         r->ustate = MG_REQ_UPSTREAM_CONNECTING;
         mg_proxy_next(r, err, 502);
@@ -1483,16 +1522,7 @@ mg_proxy_connected(mg_request_t *r, mg_upconn_t *u)
             return;
         }
         if (r->svc->tls_client) {
-            /* the server name is the Host sent upstream, without port */
-            size_t n = r->uhost.len;
-            const char *colon = n && r->uhost.data[0] != '['
-                                    ? memchr(r->uhost.data, ':', n) : NULL;
-            if (colon) {
-                n = (size_t) (colon - r->uhost.data);
-            }
-            n = mg_min(n, sizeof(sni) - 1);
-            memcpy(sni, r->uhost.data, n);
-            sni[n] = '\0';
+            mg_proxy_sni(r, sni, sizeof(sni));
             u->tls = mg_tls_conn_client(r->svc->tls_client, u->fd, sni);
             if (u->tls == NULL) {
                 mg_proxy_next(r, mg_err_io, 502);

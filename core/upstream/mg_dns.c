@@ -1310,29 +1310,33 @@ mg_dns_hosts_load(mg_dns_t *d, const char *path)
     return MG_OK;
 }
 
-/* 1 when RES_OPTIONS or resolv.conf's "options" set key ("timeout:"). */
+/*
+ * The value of an "options" key ("timeout:", "attempts:") from RES_OPTIONS
+ * or resolv.conf, or -1.  Read here because c-ares 1.18 only understands
+ * "retrans:"/"retry:" and would silently use its own 5 s x 4 defaults.
+ */
 static int
-mg_dns_resolv_has(const char *path, const char *key)
+mg_dns_resolv_get(const char *path, const char *key)
 {
-    const char *env = getenv("RES_OPTIONS");
+    const char *env = getenv("RES_OPTIONS"), *v;
     char        line[1024];
     FILE       *f;
-    int         found = 0;
+    int         val = -1;
 
-    if (env != NULL && strstr(env, key) != NULL) {
-        return 1;
+    if (env != NULL && (v = strstr(env, key)) != NULL) {
+        return atoi(v + strlen(key));
     }
     f = fopen(path, "r");
     if (f == NULL) {
-        return 0;
+        return -1;
     }
-    while (!found && fgets(line, sizeof(line), f) != NULL) {
-        if (strncmp(line, "options", 7) == 0 && strstr(line, key) != NULL) {
-            found = 1;
+    while (fgets(line, sizeof(line), f) != NULL) {
+        if (strncmp(line, "options", 7) == 0 && (v = strstr(line, key)) != NULL) {
+            val = atoi(v + strlen(key));
         }
     }
     fclose(f);
-    return found;
+    return val;
 }
 
 static int
@@ -1456,12 +1460,13 @@ mg_dns_create(struct ev_loop *loop, const mg_conf_t *conf,
     }
     /* Kong: resolv.conf's timeout and attempts; c-ares' own defaults
      * (5 s, 4 tries, doubling) would keep a request ~75 s */
-    if (opts->timeout_ms > 0 || !mg_dns_resolv_has(resolv, "timeout:")) {
-        ao.timeout = opts->timeout_ms > 0 ? opts->timeout_ms : 2000;
+    {
+        int t = mg_dns_resolv_get(resolv, "timeout:");
+        int a = mg_dns_resolv_get(resolv, "attempts:");
+        ao.timeout = opts->timeout_ms > 0 ? opts->timeout_ms
+                     : t > 0 ? t * 1000 : 2000;
         mask |= ARES_OPT_TIMEOUTMS;
-    }
-    if (opts->attempts > 0 || !mg_dns_resolv_has(resolv, "attempts:")) {
-        ao.tries = opts->attempts > 0 ? opts->attempts : 2;
+        ao.tries = opts->attempts > 0 ? opts->attempts : a > 0 ? a : 2;
         mask |= ARES_OPT_TRIES;
     }
     rc = ares_init_options(&d->channel, &ao, mask);

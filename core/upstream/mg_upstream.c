@@ -305,14 +305,17 @@ mg_upconn_timer(mg_upconn_t *u, int msec)
 }
 
 mg_upconn_t *
-mg_upconn_get(mg_peer_t *peer, void *owner, mg_upconn_handler_pt handler,
-              const char **err)
+mg_upconn_get(mg_peer_t *peer, uint64_t key, void *owner,
+              mg_upconn_handler_pt handler, const char **err)
 {
     struct ev_loop *loop = mg_worker->loop;
     mg_upconn_t    *u;
     int             fd, one = 1;
 
-    if ((u = peer->idle) != NULL) {
+    /* the newest idle connection to the same address and server name
+     * (a DNS change or another SNI must not reuse an old session) */
+    for (u = peer->idle; u && u->key != key; u = u->next) { }
+    if (u != NULL) {
         mg_upconn_unlink_idle(u);
         ev_timer_stop(loop, &u->timer);
         u->owner = owner;
@@ -349,6 +352,7 @@ mg_upconn_get(mg_peer_t *peer, void *owner, mg_upconn_handler_pt handler,
     }
     memset(u, 0, sizeof(*u));
     u->gen = ++mg_upconn_gen;
+    u->key = key;
     u->fd = fd;
     u->peer = peer;
     u->owner = owner;

@@ -111,6 +111,9 @@ struct mg_upconn_s {
     mg_upconn_t        *prev;
     double              idle_since;
     uint64_t            gen;         /* changes on close and reuse */
+    uint64_t            key;         /* address + TLS server name: a pooled
+                                        connection is reused only by a
+                                        request wanting the same pair */
     struct mg_tls_conn_s *tls;       /* TLS session, kept while pooled */
 };
 
@@ -120,7 +123,7 @@ struct mg_upconn_s {
  * EV_WRITE when it completes or fails).  NULL with *err set when the
  * socket cannot be created or the connect fails at once.
  */
-mg_upconn_t *mg_upconn_get(mg_peer_t *peer, void *owner,
+mg_upconn_t *mg_upconn_get(mg_peer_t *peer, uint64_t key, void *owner,
                            mg_upconn_handler_pt handler, const char **err);
 
 /* Return a connection that finished a response cleanly to its pool (or

@@ -1396,4 +1396,492 @@ function _M.each(n, fn)
   end
 end
 
+
+-------------------------------------------------------------------------------
+-- TLS, DNS and failure-injection helpers (tls/dns/balancer/health/retry
+-- specs).
+-------------------------------------------------------------------------------
+
+do
+  local H = _M
+  local qq = H.shell_quote
+
+  local function sh(cmd, what)
+    local rc, out = H.run(cmd, { timeout = 30 })
+    if rc ~= 0 then
+      error((what or cmd) .. " failed (" .. tostring(rc) .. "):\n" .. out, 3)
+    end
+    return out
+  end
+
+  local function pem_pair(dir, name)
+    local c = {
+      name = name,
+      crt = dir .. "/" .. name .. ".crt",
+      key = dir .. "/" .. name .. ".key",
+    }
+    c.cert = H.read_file(c.crt)
+    c.key_pem = H.read_file(c.key)
+    return c
+  end
+
+  --
+  -- A self-signed test CA in dir: { name, crt, key (paths), cert, key_pem
+  -- (PEM text) }.  ECDSA P-256, valid two days.  opts.cn (default name).
+  --
+  function H.make_ca(dir, name, opts)
+    opts = opts or {}
+    sh(string.format(
+      "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes"
+      .. " -keyout %s -out %s -days 2 -subj %s"
+      .. " -addext 'basicConstraints=critical,CA:TRUE'"
+      .. " -addext 'keyUsage=critical,keyCertSign,cRLSign'",
+      qq(dir .. "/" .. name .. ".key"), qq(dir .. "/" .. name .. ".crt"),
+      qq("/CN=" .. (opts.cn or name))), "openssl req (CA " .. name .. ")")
+    return pem_pair(dir, name)
+  end
+
+  --
+  -- A certificate signed by ca (a make_ca/make_cert result) in dir.
+  --   opts.cn     subject CN (default: the first DNS name, else name)
+  --   opts.san    "DNS:a.test,IP:127.0.0.1" (default DNS:<cn>)
+  --   opts.ca     true: an intermediate CA (can sign make_cert leaves)
+  --   opts.chain  true: crt/cert also hold ca's certificate (and its own
+  --               chain), as a server sends its intermediates
+  --   opts.rsa    true: an RSA 2048 key (default ECDSA P-256)
+  -- Returns { name, crt, key, cert, key_pem }.
+  --
+  function H.make_cert(dir, name, ca, opts)
+    opts = opts or {}
+    local cn = opts.cn or (opts.san and opts.san:match("DNS:([^,]+)")) or name
+    local san = opts.san or ("DNS:" .. cn)
+    local base = dir .. "/" .. name
+    local ext = opts.ca
+      and "basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n"
+      or ("subjectAltName=" .. san .. "\nbasicConstraints=CA:FALSE\n"
+          .. "keyUsage=digitalSignature,keyEncipherment\n"
+          .. "extendedKeyUsage=serverAuth,clientAuth\n")
+    H.write_file(base .. ".ext", ext)
+    local keyopt = opts.rsa and "rsa:2048"
+                   or "ec -pkeyopt ec_paramgen_curve:P-256"
+    sh(string.format(
+      "openssl req -newkey %s -nodes -keyout %s -out %s -subj %s",
+      keyopt, qq(base .. ".key"), qq(base .. ".csr"), qq("/CN=" .. cn)),
+      "openssl req (" .. name .. ")")
+    sh(string.format(
+      "openssl x509 -req -in %s -CA %s -CAkey %s -set_serial %d -days 2"
+      .. " -out %s -extfile %s",
+      qq(base .. ".csr"), qq(ca.crt), qq(ca.key),
+      math.random(1, 2 ^ 30), qq(base .. ".crt"), qq(base .. ".ext")),
+      "openssl x509 (" .. name .. ")")
+    if opts.chain then
+      H.write_file(base .. ".crt", H.read_file(base .. ".crt")
+                   .. (ca.chain_pem or ca.cert))
+    end
+    local c = pem_pair(dir, name)
+    if opts.ca then
+      -- what a leaf signed by this intermediate appends with opts.chain
+      c.chain_pem = c.cert .. (ca.chain_pem or "")
+    end
+    return c
+  end
+
+  -- The SHA-256 fingerprint of a PEM file ("AB:CD:..."), for comparisons.
+  function H.cert_fingerprint(path)
+    local out = sh("openssl x509 -noout -fingerprint -sha256 -in " .. qq(path))
+    return out:match("=%s*([%x:]+)")
+  end
+
+  -- a scratch directory for curl's files (made again after a cleanup())
+  local tmpdir
+  local function scratch()
+    if not tmpdir or not H.read_file(tmpdir .. "/.scratch") then
+      tmpdir = H.new_prefix("tlsclient")
+      H.write_file(tmpdir .. "/.scratch", "")
+    end
+    return tmpdir
+  end
+
+  --
+  -- One HTTPS request with curl(1) to 127.0.0.1:port.
+  --   opts.host      name in the URL; it is the SNI and the Host (curl
+  --                  --resolve maps it to 127.0.0.1).  Default "localhost".
+  --                  An IP literal sends no SNI.
+  --   opts.path      default "/"
+  --   opts.method, opts.body, opts.headers (map)
+  --   opts.cacert    CA file to verify against; default: no verification
+  --   opts.cert, opts.key   client certificate
+  --   opts.http1_0   send HTTP/1.0
+  --   opts.timeout   seconds (default 10)
+  --   opts.times     send the request this many times (curl keeps its
+  --                  connection alive between them)
+  -- Returns res { status, headers (lower-case), body, ssl_verify_result,
+  -- transfers ({ status, ssl_verify_result, connects } each), rc, out } or nil, err when curl failed (err holds curl's message).
+  --
+  function H.https_request(port, opts)
+    opts = opts or {}
+    local dir = scratch()
+    local host = opts.host or "localhost"
+    local id = tostring(math.random(1, 2 ^ 30))
+    local hdr, body = dir .. "/h" .. id, dir .. "/b" .. id
+    local urlhost = host:find(":", 1, true) and ("[" .. host .. "]") or host
+    local url = "https://" .. urlhost .. ":" .. port .. (opts.path or "/")
+    local times = opts.times or 1
+    local args = { "curl", "-sS", "--max-time", tostring(opts.timeout or 10),
+                   "-D", qq(hdr),
+                   "-w", qq("%{http_code} %{ssl_verify_result} %{num_connects}\\n") }
+    if not host:match("^[%d%.]+$") and not host:find(":", 1, true) then
+      args[#args + 1] = "--resolve " .. qq(host .. ":" .. port .. ":127.0.0.1")
+    end
+    if opts.cacert then
+      args[#args + 1] = "--cacert " .. qq(opts.cacert)
+    else
+      args[#args + 1] = "-k"
+    end
+    if opts.cert then
+      args[#args + 1] = "--cert " .. qq(opts.cert) .. " --key " .. qq(opts.key)
+    end
+    if opts.http1_0 then
+      args[#args + 1] = "--http1.0"
+    else
+      args[#args + 1] = "--http1.1"
+    end
+    if opts.method then
+      args[#args + 1] = "-X " .. qq(opts.method)
+    end
+    if opts.body then
+      local bf = dir .. "/req" .. id
+      H.write_file(bf, opts.body)
+      args[#args + 1] = "--data-binary @" .. qq(bf)
+    end
+    for k, v in pairs(opts.headers or {}) do
+      args[#args + 1] = "-H " .. qq(k .. ": " .. v)
+    end
+    -- the same URL `times` times: curl reuses its connection; the last
+    -- body is kept
+    for i = 1, times do
+      args[#args + 1] = "-o " .. (i == times and qq(body) or "/dev/null")
+      args[#args + 1] = qq(url)
+    end
+    local rc, out = H.run(table.concat(args, " "), { timeout = (opts.timeout or 10) + 5 })
+    local heads = H.read_file(hdr) or ""
+    local res = { rc = rc, out = out, body = H.read_file(body) or "",
+                  headers = {} }
+    os.remove(hdr)
+    os.remove(body)
+    -- one "status verify connects" line per transfer
+    res.transfers = {}
+    for code, verify, conns in out:gmatch("(%d%d%d) (%-?%d+) (%d+)\n") do
+      res.transfers[#res.transfers + 1] = { status = tonumber(code),
+        ssl_verify_result = tonumber(verify), connects = tonumber(conns) }
+    end
+    local last = res.transfers[#res.transfers] or {}
+    res.status = last.status
+    res.ssl_verify_result = last.ssl_verify_result
+    -- the last response head in the file (after any 1xx)
+    for block in heads:gmatch("HTTP/[^\r\n]*\r?\n.-\r?\n\r?\n") do
+      res.headers = {}
+      res.status_line = block:match("^[^\r\n]*")
+      for name, value in block:gmatch("\n([^:\r\n]+):%s*([^\r\n]*)") do
+        local l = name:lower()
+        res.headers[l] = res.headers[l] and (res.headers[l] .. ", " .. value)
+                         or value
+      end
+    end
+    if rc ~= 0 or not res.status or res.status == 0 then
+      return nil, "curl rc " .. tostring(rc) .. ": " .. out, res
+    end
+    function res.json(self)
+      local v, err = cjson.decode(self.body or "")
+      if v == nil then
+        error("response body is not JSON (" .. tostring(err) .. "): "
+              .. tostring(self.body):sub(1, 300), 2)
+      end
+      return v
+    end
+    return res
+  end
+
+  --
+  -- One TLS handshake with `openssl s_client` to 127.0.0.1:port.
+  --   opts.servername  SNI (default none: -noservername)
+  --   opts.alpn        ALPN list ("http/1.1" or "h2,http/1.1")
+  --   opts.cafile      verify against this CA (result in verify_code)
+  --   opts.sess_out / opts.sess_in   session file to save / resume
+  --   opts.args        extra arguments (a string, shell syntax)
+  --   opts.send        bytes written after the handshake (then EOF)
+  -- Returns { ok (handshake done), subject, issuer, protocol, cipher, alpn,
+  -- reused, verify_code, out }.
+  --
+  function H.tls_handshake(port, opts)
+    opts = opts or {}
+    local args = { "openssl s_client -connect", "127.0.0.1:" .. port }
+    if opts.servername then
+      args[#args + 1] = "-servername " .. qq(opts.servername)
+    else
+      args[#args + 1] = "-noservername"
+    end
+    if opts.alpn then args[#args + 1] = "-alpn " .. qq(opts.alpn) end
+    if opts.cafile then args[#args + 1] = "-CAfile " .. qq(opts.cafile) end
+    if opts.sess_out then args[#args + 1] = "-sess_out " .. qq(opts.sess_out) end
+    if opts.sess_in then args[#args + 1] = "-sess_in " .. qq(opts.sess_in) end
+    if opts.args then args[#args + 1] = opts.args end
+    local input = opts.send and ("printf %s " .. qq(opts.send)) or "true"
+    -- -ign_eof keeps s_client reading until the server closes when there
+    -- is a request to answer
+    if opts.send then args[#args + 1] = "-ign_eof" end
+    -- (sh -c: run() gives the command /dev/null as its stdin)
+    local cmd = "sh -c " .. qq(input .. " | " .. table.concat(args, " "))
+    local _, out = H.run(cmd, { timeout = opts.timeout or 10 })
+    local r = { out = out }
+    r.subject = out:match("\nsubject=%s*([^\n]*)")
+    r.issuer = out:match("\nissuer=%s*([^\n]*)")
+    local kind, proto, cipher = out:match("\n(%a+), ([%w%.%(%)]+), Cipher is ([%w%-%(%)]+)")
+    r.reused = kind == "Reused"
+    r.protocol = proto
+    r.cipher = cipher
+    r.ok = cipher ~= nil and cipher ~= "(NONE)"
+    r.alpn = out:match("ALPN protocol: ([^\n]+)")
+    r.verify_code = tonumber(out:match("Verify return code: (%d+)") or "")
+    return r
+  end
+
+  --
+  -- A TLS server made of `openssl s_server -www` on a free port: it answers
+  -- every request with a status page (HTTP/1.0, closed after) that shows
+  -- the client certificate it got.  opts.cert (make_cert result),
+  -- opts.verify_ca (require a client certificate signed by this CA).
+  -- Returns { port, pid, out, stop() }.
+  --
+  function H.start_openssl_server(opts)
+    local dir = H.new_prefix("s_server")
+    local port = H.free_port()
+    local out = dir .. "/s_server.out"
+    local cmd = string.format("openssl s_server -accept 127.0.0.1:%d -cert %s"
+                              .. " -key %s -www -no_tls1_3",
+                              port, qq(opts.cert.crt), qq(opts.cert.key))
+    if opts.verify_ca then
+      cmd = cmd .. " -Verify 1 -verify_return_error -CAfile " .. qq(opts.verify_ca.crt)
+    end
+    local pid = H.spawn(cmd, out)
+    if not H.wait_port(port, 10, pid) then
+      H.terminate(pid, "KILL", 1)
+      error("openssl s_server did not start:\n" .. (H.read_file(out) or ""), 2)
+    end
+    return setmetatable({ pid = pid, port = port, ports = { port },
+                          out = out, dir = dir }, Mock)
+  end
+
+  --
+  -- start_gateway with a plain and a TLS listener: proxy_listen =
+  -- "127.0.0.1:P reuseport, 127.0.0.1:S ssl reuseport".  gw.port is the
+  -- plain port, gw.ssl_port the TLS one.  opts as start_gateway (opts.conf
+  -- may override proxy_listen; then set opts.ssl_port too).
+  --
+  function H.start_tls_gateway(opts)
+    opts = opts or {}
+    local port = opts.port or H.free_port()
+    local ssl_port = opts.ssl_port or H.free_port()
+    local o = {}
+    for k, v in pairs(opts) do o[k] = v end
+    o.port = port
+    o.conf = {}
+    for k, v in pairs(opts.conf or {}) do o.conf[k] = v end
+    if o.conf.proxy_listen == nil then
+      o.conf.proxy_listen = string.format(
+        "127.0.0.1:%d reuseport, 127.0.0.1:%d ssl reuseport", port, ssl_port)
+    end
+    local gw = H.start_gateway(o)
+    gw.ssl_port = ssl_port
+    if opts.wait ~= false and not H.wait_port(ssl_port, 10, gw.pid) then
+      error("moongate did not accept on its TLS port " .. ssl_port .. ":\n"
+            .. H.tail(gw:error_log()), 2)
+    end
+    return gw
+  end
+
+  -------------------------------------------------------------------------
+  -- mock DNS server (build/mockdns)
+  -------------------------------------------------------------------------
+
+  local Dns = {}
+  Dns.__index = Dns
+  H.Dns = Dns
+
+  local function zone_text(records)
+    if type(records) == "string" then
+      return records
+    end
+    return table.concat(records, "\n") .. "\n"
+  end
+
+  --
+  -- Start build/mockdns on a free UDP/TCP port with a zone: a string in
+  -- the zone file format (spec/helpers/mockdns.c) or a list of lines such
+  -- as "api.test A 1 127.0.0.1".  Returns { port, pid, zone (path),
+  -- resolver ("127.0.0.1:PORT", for dns_resolver) }.
+  --
+  function H.start_mockdns(records)
+    local bin = H.build .. "/mockdns"
+    if not io.open(bin, "rb") then
+      error("mock DNS server not built: " .. bin, 2)
+    end
+    local dir = H.new_prefix("mockdns")
+    local zone = H.write_file(dir .. "/zone", zone_text(records or {}))
+    local out = dir .. "/mockdns.out"
+    local pid = H.spawn(qq(bin) .. " 0 " .. qq(zone), out)
+    procs[#procs].helper = true
+    local deadline = H.now() + 10
+    local port
+    while true do
+      port = tonumber((H.read_file(out) or ""):match("ready (%d+)"))
+      if port then break end
+      if not H.alive(pid) or H.now() > deadline then
+        H.terminate(pid, "KILL", 1)
+        error("mockdns did not start:\n" .. (H.read_file(out) or ""), 2)
+      end
+      socket.sleep(0.02)
+    end
+    return setmetatable({ pid = pid, port = port, zone = zone, out = out,
+                          dir = dir, resolver = "127.0.0.1:" .. port }, Dns)
+  end
+
+  -- Replace the zone and make the server re-read it (SIGHUP).
+  function Dns:set(records)
+    H.write_file(self.zone, zone_text(records))
+    H.kill(self.pid, "HUP")
+    socket.sleep(0.2)
+  end
+
+  -- Queries received so far for name (any type, or only qtype), counted
+  -- from the server's "query NAME TYPE" lines.
+  function Dns:queries(name, qtype)
+    local n = 0
+    for qn, qt in (H.read_file(self.out) or ""):gmatch("query (%S+) (%S+)") do
+      if (not name or qn == name:lower():gsub("%.$", ""))
+         and (not qtype or qt == qtype) then
+        n = n + 1
+      end
+    end
+    return n
+  end
+
+  function Dns:stop()
+    return H.terminate(self.pid, "TERM", 5)
+  end
+
+  -------------------------------------------------------------------------
+  -- more upstreams and clients
+  -------------------------------------------------------------------------
+
+  local SLOW_UPSTREAM = [[
+local socket = require "socket"
+local port, delay = tonumber(arg[1]), tonumber(arg[2])
+local srv = assert(socket.bind("127.0.0.1", port))
+io.stdout:write("ready\n")
+io.stdout:flush()
+while true do
+  local c = srv:accept()
+  if c then
+    c:settimeout(5)
+    local len = 0
+    while true do
+      local l = c:receive("*l")
+      if not l or l == "" then break end
+      local n = l:lower():match("^content%-length:%s*(%d+)")
+      if n then len = tonumber(n) end
+    end
+    if len > 0 then c:receive(len) end
+    socket.sleep(delay)
+    local body = "slow\n"
+    c:send("HTTP/1.1 200 OK\r\nX-Upstream-Port: " .. port
+           .. "\r\nContent-Type: text/plain\r\nContent-Length: " .. #body
+           .. "\r\nConnection: close\r\n\r\n" .. body)
+    c:close()
+  end
+end
+]]
+
+  --
+  -- A slow upstream: one connection at a time, answers every request
+  -- (whatever its path) 200 "slow\n" with X-Upstream-Port after `delay`
+  -- seconds, then closes.  Returns { port, pid, stop() }.
+  --
+  function H.start_slow_upstream(delay)
+    local dir = H.new_prefix("slow")
+    local script = H.write_file(dir .. "/slow.lua", SLOW_UPSTREAM)
+    local port = H.free_port()
+    local out = dir .. "/slow.out"
+    local pid = H.spawn("$(command -v lua5.1 || echo lua) " .. qq(script) .. " "
+                        .. port .. " " .. tostring(delay), out)
+    procs[#procs].helper = true
+    local deadline = H.now() + 10
+    while not (H.read_file(out) or ""):find("ready", 1, true) do
+      if not H.alive(pid) or H.now() > deadline then
+        H.terminate(pid, "KILL", 1)
+        error("slow upstream did not start: " .. (H.read_file(out) or ""), 2)
+      end
+      socket.sleep(0.02)
+    end
+    return setmetatable({ pid = pid, ports = { port }, port = port,
+                          out = out, dir = dir }, Mock)
+  end
+
+  -- Like connect(), from a given local address (any 127.x.y.z works on
+  -- Linux loopback), for tests that hash on the client address.
+  function H.connect_from(port, local_ip, opts)
+    opts = opts or {}
+    local s = assert(socket.tcp())
+    s:settimeout(opts.connect_timeout or 5)
+    local ok, err = s:bind(local_ip, 0)
+    if not ok then
+      s:close()
+      return nil, "bind " .. local_ip .. ": " .. tostring(err)
+    end
+    ok, err = s:connect("127.0.0.1", port)
+    if not ok then
+      s:close()
+      return nil, "connect to " .. port .. ": " .. tostring(err)
+    end
+    s:setoption("tcp-nodelay", true)
+    return setmetatable({ sock = s, buf = "", eof = false, port = port,
+                          timeout = opts.timeout or 5 }, Conn)
+  end
+
+  -------------------------------------------------------------------------
+  -- small request helpers
+  -------------------------------------------------------------------------
+
+  -- Send n requests (one connection each) and count the X-Upstream-Port
+  -- of the answers: returns counts (port string -> n), statuses (status
+  -- -> n), list of ports in order.  req: a H.request table or a function
+  -- (i) -> table.
+  function H.spread(port, n, req, opts)
+    local counts, statuses, seq = {}, {}, {}
+    for i = 1, n do
+      local r = type(req) == "function" and req(i) or req
+      local res, err = H.request(port, r, opts or { timeout = 10 })
+      local st = res and res.status or ("error: " .. tostring(err))
+      statuses[st] = (statuses[st] or 0) + 1
+      local p = res and res.headers["x-upstream-port"] or "-"
+      counts[p] = (counts[p] or 0) + 1
+      seq[i] = p
+    end
+    return counts, statuses, seq
+  end
+
+  -- Poll fn() every 50 ms until it returns a truthy value or timeout
+  -- seconds pass.  Returns that value, or nil.
+  function H.wait_until(fn, timeout, step)
+    local deadline = H.now() + (timeout or 5)
+    repeat
+      local v = fn()
+      if v then
+        return v
+      end
+      socket.sleep(step or 0.05)
+    until H.now() > deadline
+    return nil
+  end
+end
 return _M

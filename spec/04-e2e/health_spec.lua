@@ -1,0 +1,277 @@
+-- End-to-end: Kong's upstream `healthchecks`.  Active HTTP probes take a
+-- dead, failing (500) or silent target out and bring a revived one back;
+-- passive checks count TCP failures and chosen statuses on real traffic;
+-- every target down, or the healthy weight under `threshold`, is Kong's
+-- 503.  Two workers: the state is shared, so once a target is marked no
+-- worker sends it anything.  Every change is logged at notice.
+--
+-- Failure injection: a mockup process stopped and restarted on its port,
+-- a raw upstream that answers 500, a listener that never accepts, a port
+-- nothing listens on.
+
+local H = require "moongate"
+
+local MSG_PEER = "failure to get a peer from the ring-balancer"
+local MSG_502 = "An invalid response was received from the upstream server"
+
+local function fmt(counts)
+  local t = {}
+  for k, v in pairs(counts) do t[#t + 1] = k .. "=" .. v end
+  table.sort(t)
+  return table.concat(t, " ")
+end
+
+local function esc(s)
+  return (s:gsub("[%p]", "%%%0"))
+end
+
+-- the notice line for a state change
+local function change_pattern(upstream, target, state, kind)
+  return "%[notice%][^\n]*upstream \"" .. esc(upstream) .. "\" target \""
+         .. esc(target) .. "\" is " .. state .. " now[^\n]*"
+         .. (kind and ("%(" .. kind .. " health check%)") or "")
+end
+
+local function active(fields)
+  local a = {
+    type = "http", http_path = "/status/200", timeout = 0.5,
+    healthy = { interval = 0.2, successes = 1 },
+    unhealthy = { interval = 0.2, tcp_failures = 1, http_failures = 1,
+                  timeouts = 1 },
+  }
+  for k, v in pairs(fields or {}) do a[k] = v end
+  return a
+end
+
+describe("e2e health checks", function()
+  local mock, revived, raw500, silent, gw
+  local A, X, R, S, D        -- target strings
+  local dead_port, revived_port
+
+  lazy_setup(function()
+    mock = H.start_mockup(1)
+    revived_port = H.free_port()
+    revived = H.start_mockup { revived_port }
+    raw500 = H.start_raw_upstream("HTTP/1.1 500 Internal Server Error\r\n"
+      .. "X-Upstream-Port: raw500\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+    silent = assert(require("socket").tcp())
+    assert(silent:bind("127.0.0.1", 0))
+    assert(silent:listen(256))
+    local _, sport = silent:getsockname()
+    dead_port = H.free_port()
+    A = "127.0.0.1:" .. mock.port
+    X = "127.0.0.1:" .. revived_port
+    R = "127.0.0.1:" .. raw500.port
+    S = "127.0.0.1:" .. sport
+    D = "127.0.0.1:" .. dead_port
+
+    local function up(name, targets, hc)
+      local t = {}
+      for i, target in ipairs(targets) do t[i] = { target = target } end
+      return { name = name, targets = t, healthchecks = hc }
+    end
+    local passive_tcp = { passive = { unhealthy = { tcp_failures = 2 } } }
+    local ups = {
+      up("active", { A, X }, { active = active() }),
+      up("active-status", { A, R }, { active = active { http_path = "/" } }),
+      up("active-timeout", { A, S }, { active = active {
+        unhealthy = { interval = 0.2, timeouts = 2 } } }),
+      up("passive", { A, D }, passive_tcp),
+      up("passive-http", { A, R }, { passive = {
+        unhealthy = { http_failures = 2, http_statuses = { 500 } } } }),
+      up("all-down", { D }, { passive = { unhealthy = { tcp_failures = 1 } } }),
+      up("all-down-active", { D }, { active = active() }),
+      up("threshold", { A, R }, { threshold = 60,
+                                  active = active { http_path = "/" } }),
+      up("no-checks", { A, D }, nil),
+    }
+    local services = {}
+    for _, u in ipairs(ups) do
+      services[#services + 1] = { name = u.name, host = u.name, retries = 0,
+        routes = { { name = u.name, paths = { "/" .. u.name } } } }
+    end
+    services[4].retries = 5          -- passive: the client never sees it
+    gw = H.start_gateway { name = "health", conf = { worker_processes = 2 },
+      config = { _format_version = "3.0", upstreams = ups, services = services } }
+  end)
+
+  lazy_teardown(function()
+    if silent then silent:close() end
+    H.cleanup()
+  end)
+
+  local function port(p)
+    return tostring(p)
+  end
+
+  describe("active", function()
+    it("takes a stopped target out, for every worker, and brings it back", function()
+      -- both up: both get traffic
+      local counts = H.spread(gw.port, 10, { path = "/active/echo" })
+      assert.equals(10, (counts[port(mock.port)] or 0) + (counts[port(revived_port)] or 0),
+                    fmt(counts))
+      assert.is_true((counts[port(revived_port)] or 0) > 0, fmt(counts))
+
+      local mark = gw:log_mark()
+      revived:stop()
+      assert.is_true(gw:wait_log(change_pattern("active", X, "UNHEALTHY", "active"),
+                                 5, mark), "no UNHEALTHY notice for " .. X)
+      -- no retries on this service: a request sent to the dead target
+      -- would be a 502; none is, in either worker
+      local m2 = gw:log_mark()
+      for _ = 1, 2 do
+        local c, statuses = H.spread(gw.port, 30, { path = "/active/echo" })
+        assert.same({ [200] = 30 }, statuses)
+        assert.same({ [port(mock.port)] = 30 }, c)
+      end
+      assert.is_nil(gw:error_log_since(m2):find(esc(X), 1))
+
+      -- back on the same port: probes see it and it gets traffic again
+      mark = gw:log_mark()
+      revived = H.start_mockup { revived_port }
+      assert.is_true(gw:wait_log(change_pattern("active", X, "HEALTHY", "active"),
+                                 5, mark), "no HEALTHY notice for " .. X)
+      counts = H.spread(gw.port, 10, { path = "/active/echo" })
+      assert.is_true((counts[port(revived_port)] or 0) > 0, fmt(counts))
+      assert.equals(10, (counts[port(mock.port)] or 0) + counts[port(revived_port)])
+    end)
+
+    it("marks a target that answers the probe with 500 unhealthy", function()
+      assert.is_true(gw:wait_log(change_pattern("active-status", R, "UNHEALTHY", "active"), 5))
+      for _ = 1, 2 do
+        local c, statuses = H.spread(gw.port, 10, { path = "/active-status/echo" })
+        assert.same({ [200] = 10 }, statuses)
+        assert.same({ [port(mock.port)] = 10 }, c)
+      end
+      -- the healthy mock is never marked
+      assert.is_false(gw:log_has(change_pattern("active-status", A, "UNHEALTHY")))
+    end)
+
+    it("marks a target whose probes time out unhealthy", function()
+      assert.is_true(gw:wait_log(change_pattern("active-timeout", S, "UNHEALTHY",
+                                                "active"), 6))
+      assert.matches(esc(S) .. "\" is UNHEALTHY now: 2 timeouts", gw:error_log())
+      for _ = 1, 2 do
+        local c = H.spread(gw.port, 6, { path = "/active-timeout/echo" }, { timeout = 3 })
+        assert.same({ [port(mock.port)] = 6 }, c)
+      end
+    end)
+
+    it("answers 503 once its only target is down", function()
+      assert.is_true(gw:wait_log(change_pattern("all-down-active", D, "UNHEALTHY", "active"), 5))
+      for _ = 1, 2 do
+        local res = assert(H.request(gw.port, { path = "/all-down-active/echo" }))
+        assert.equals(503, res.status)
+        assert.same({ message = MSG_PEER }, res:json())
+      end
+    end)
+
+    it("takes the whole upstream down under its threshold", function()
+      assert.is_true(gw:wait_log(change_pattern("threshold", R, "UNHEALTHY", "active"), 5))
+      -- one of two equal targets healthy: 50% < 60%
+      for _ = 1, 2 do
+        local res = assert(H.request(gw.port, { path = "/threshold/echo" }))
+        assert.equals(503, res.status)
+        assert.same({ message = MSG_PEER }, res:json())
+      end
+    end)
+  end)
+
+  describe("passive", function()
+    it("marks a refusing target after tcp_failures, for every worker", function()
+      local mark = gw:log_mark()
+      local seen_down = false
+      for i = 1, 30 do
+        local res = assert(H.request(gw.port, { path = "/passive/echo" }))
+        assert.equals(200, res.status, "request " .. i)
+        assert.equals(port(mock.port), res.headers["x-upstream-port"])
+        if gw:log_has(change_pattern("passive", D, "UNHEALTHY", "passive"), mark) then
+          seen_down = true
+          break
+        end
+      end
+      assert.is_true(seen_down, "no UNHEALTHY notice for " .. D)
+      assert.matches("is UNHEALTHY now: 2 TCP failures", gw:error_log_since(mark))
+      -- from now on no worker connects to it
+      local m2 = gw:log_mark()
+      for _ = 1, 2 do
+        local c, statuses = H.spread(gw.port, 30, { path = "/passive/echo" })
+        assert.same({ [200] = 30 }, statuses)
+        assert.same({ [port(mock.port)] = 30 }, c)
+      end
+      assert.is_nil(gw:error_log_since(m2):find(esc(D)),
+                    "a worker still tried the unhealthy target:\n"
+                    .. gw:error_log_since(m2))
+      -- the two failures were counted across workers: at most 2 tries
+      local tries = 0
+      for _ in gw:error_log_since(mark):gmatch(esc(D) .. ": connection refused") do
+        tries = tries + 1
+      end
+      assert.equals(2, tries)
+    end)
+
+    it("marks a target after http_failures of the listed statuses", function()
+      local mark = gw:log_mark()
+      local n500 = 0
+      for _ = 1, 10 do
+        local res = assert(H.request(gw.port, { path = "/passive-http/echo" }))
+        if res.status == 500 then
+          n500 = n500 + 1     -- passed through: no retries for a 500
+        else
+          assert.equals(200, res.status)
+        end
+      end
+      assert.equals(2, n500)
+      assert.is_true(gw:log_has(change_pattern("passive-http", R, "UNHEALTHY", "passive"), mark))
+      assert.matches("is UNHEALTHY now: 2 HTTP failures", gw:error_log_since(mark))
+      for _ = 1, 2 do
+        local c = H.spread(gw.port, 10, { path = "/passive-http/echo" })
+        assert.same({ [port(mock.port)] = 10 }, c)
+      end
+    end)
+
+    it("answers 502, then 503 once the only target is marked", function()
+      local res = assert(H.request(gw.port, { path = "/all-down/echo" }))
+      assert.equals(502, res.status)
+      assert.same({ message = MSG_502 }, res:json())
+      assert.is_true(gw:wait_log(change_pattern("all-down", D, "UNHEALTHY", "passive"), 2))
+      for _ = 1, 2 do
+        res = assert(H.request(gw.port, { path = "/all-down/echo" }))
+        assert.equals(503, res.status)
+        assert.same({ message = MSG_PEER }, res:json())
+      end
+    end)
+
+    it("leaves an upstream without healthchecks alone", function()
+      for _ = 1, 2 do
+        -- two workers, each with its own round-robin cursor: both targets
+        -- keep getting requests, the dead one answered 502 (no retries)
+        local counts, statuses = H.spread(gw.port, 12, { path = "/no-checks/echo" })
+        assert.is_true((statuses[502] or 0) >= 1, fmt(statuses))
+        assert.is_true((statuses[200] or 0) >= 1, fmt(statuses))
+        assert.equals(12, statuses[502] + statuses[200])
+        assert.equals(statuses[200], counts[port(mock.port)])
+      end
+      assert.is_false(gw:log_has('upstream "no%-checks" target'))
+    end)
+  end)
+
+  it("logs each change once", function()
+    local log = gw:error_log()
+    for _, c in ipairs {
+      { "active-status", R }, { "active-timeout", S }, { "passive", D },
+      { "passive-http", R }, { "all-down", D }, { "threshold", R },
+    } do
+      local n = 0
+      for _ in log:gmatch(change_pattern(c[1], c[2], "UNHEALTHY")) do n = n + 1 end
+      assert.equals(1, n, c[1] .. " " .. c[2] .. " logged " .. n .. " times")
+    end
+  end)
+
+  it("leaves no unexpected error log lines", function()
+    H.assert_no_error_log(gw, {
+      "connection refused", "no peer available",
+      "prematurely closed", "closed while reading",
+    })
+  end)
+end)
