@@ -16,6 +16,7 @@
 #include <lauxlib.h>
 #include <lualib.h>
 #include <lua.h>
+#include <ev.h>
 #include "mg_lua.h"
 #include "../base/mg_buf.h"
 #include "../base/mg_log.h"
@@ -331,6 +332,7 @@ mg_lua_runtime_init(mg_runtime_t *rt, const mg_conf_t *conf, char *err,
     if (rt->cf->plugins_n == 0) {
         return MG_OK;           /* nothing enters Lua: no VM at all */
     }
+    mg_time_update(ev_time());  /* plugins may read the clock while loading */
     vm = calloc(1, sizeof(*vm));
     if (vm == NULL) {
         snprintf(err, errlen, "out of memory");
@@ -1018,6 +1020,10 @@ double mg_lua_now(void) { return mg_time_now; }
 double
 mg_lua_update_time(void)
 {
+    if (mg_worker == NULL) {
+        mg_time_update(ev_time());      /* the master, loading plugins */
+        return mg_time_now;
+    }
     ev_now_update(mg_worker->loop);
     mg_time_update(ev_now(mg_worker->loop));
     return mg_time_now;

@@ -91,7 +91,9 @@ int mg_lua_upstream_set_target(void *r, const char *host, size_t hl,
 /* status of the response being sent (upstream's or exit's), 0 before */
 int mg_lua_resp_status(void *r);
 int mg_lua_resp_set_status(void *r, int status);      /* header_filter */
-/* response headers: the upstream's (after header_filter changes) */
+/* response headers as the upstream sent them: valid during header_filter
+ * only (they live in the upstream read buffer, which the body reuses);
+ * later phases use the copy the runloop takes there */
 int mg_lua_resp_header_count(void *r);
 int mg_lua_resp_header_at(void *r, int i, const char **name, size_t *nl,
                           const char **value, size_t *vl);

@@ -1,0 +1,117 @@
+-- moongate.pdk -- assembles the `kong` global: the PDK modules of
+-- lua/moongate/pdk/ under Kong's names.
+--
+-- Lifecycle: `new()` builds the table once per VM; `configure(kong, doc)`
+-- installs what comes with each config snapshot (the runloop's init
+-- document): kong.configuration, trusted_ips, consumers, log level, node
+-- id.  PDK functions find the running request themselves (moongate.context),
+-- so one table serves every request and plugin.
+--
+-- Not provided in this build: kong.db, kong.dns, kong.router, kong.nginx,
+-- kong.plugin, kong.telemetry; kong.worker_events is an in-worker
+-- stand-in (register / post call handlers synchronously).
+
+local constants = require "moongate.constants"
+local configuration = require "moongate.pdk.configuration"
+local cache = require "moongate.pdk.cache"
+local ip = require "moongate.pdk.ip"
+local log = require "moongate.pdk.log"
+local node = require "moongate.pdk.node"
+local client = require "moongate.pdk.client"
+
+local _M = {}
+
+local function worker_events()
+    local handlers = {}
+    local we = {}
+    function we.register(handler, source, event)
+        handlers[#handlers + 1] = { handler, source, event }
+    end
+    function we.unregister(handler)
+        for i = #handlers, 1, -1 do
+            if handlers[i][1] == handler then
+                table.remove(handlers, i)
+            end
+        end
+    end
+    function we.post(source, event, data)
+        for _, h in ipairs(handlers) do
+            if (h[2] == nil or h[2] == source) and
+               (h[3] == nil or h[3] == event) then
+                local ok, err = pcall(h[1], data, event, source)
+                if not ok then
+                    log.err("worker event handler failed: ", err)
+                end
+            end
+        end
+        return true
+    end
+    we.post_local = we.post
+    function we.poll() return "done" end
+    return we
+end
+
+--- The kong table.
+function _M.new()
+    local kong = {
+        version = constants.KONG_VERSION,
+        version_num = constants.KONG_VERSION_NUM,
+        moongate_version = constants.MOONGATE_VERSION,
+        pdk_major_version = 1,
+        pdk_version = "1.5.0",
+
+        request = require "moongate.pdk.request",
+        response = require "moongate.pdk.response",
+        service = require "moongate.pdk.service",
+        client = client,
+        ctx = require "moongate.pdk.ctx",
+        log = log,
+        node = {
+            get_id = node.get_id,
+            get_hostname = node.get_hostname,
+        },
+        table = require "moongate.pdk.table",
+        ip = { is_trusted = ip.is_trusted },
+        configuration = configuration.new({}),
+        cache = cache.new(),
+        vault = require "moongate.pdk.vault",
+        worker_events = worker_events(),
+    }
+    kong.core_cache = kong.cache
+    return kong
+end
+
+--- Install a config snapshot's properties.  Returns true or nil, err.
+function _M.configure(kong, doc)
+    local props = type(doc.configuration) == "table" and doc.configuration
+                  or {}
+    kong.configuration = configuration.new(props)
+    log.set_threshold(props.log_level)
+    local trusted = doc.trusted_ips or props.trusted_ips
+    if type(trusted) == "string" then
+        local list = {}
+        for s in trusted:gmatch("[^,%s]+") do
+            list[#list + 1] = s
+        end
+        trusted = list
+    end
+    local ok, err = ip.configure(trusted)
+    if not ok then
+        return nil, err
+    end
+    client.configure(doc.consumers, props.real_ip_header)
+    local prefix = props.prefix
+    if type(prefix) ~= "string" or prefix == "" then
+        prefix = type(_G.moongate) == "table" and _G.moongate.prefix or nil
+    end
+    node.init(prefix)
+    local ttl = tonumber(props.db_cache_ttl)
+    if ttl and ttl ~= kong.cache.ttl then
+        kong.cache = cache.new({ ttl = ttl,
+                                 neg_ttl = tonumber(props.db_cache_neg_ttl) })
+        kong.core_cache = kong.cache
+    end
+    return true
+end
+
+return _M

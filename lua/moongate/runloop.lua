@@ -1,0 +1,807 @@
+-- moongate.runloop -- the Lua half of the plugin runtime: loads and
+-- validates the plugins of a config snapshot, sorts each route's plugin
+-- list once, and runs a request's phases over those lists.
+--
+-- The core calls three functions (core/lua/mg_lua.c):
+--
+--   runloop.init(json) -> routes | true | nil, err
+--     Once per VM (per config generation), with the init document:
+--     { plugins = [{id, name, instance_name, enabled, protocols, config,
+--       route, service, consumer}], routes = [{id, name, service, index}],
+--       services = [{id, name, host, port, protocol, path}],
+--       consumers = [{id, username, custom_id}],
+--       enabled_plugins = "bundled,x" | ["bundled", "x"],
+--       trusted_ips = [...], configuration = { prefix, log_level, ... } }
+--     Returns the 0-based indexes of the routes that enter Lua (some
+--     plugin applies to them), or true when every route does (a global
+--     plugin exists), or nil and a message naming the plugin, its id and
+--     the field for an unknown plugin or an invalid config.
+--
+--   runloop.phase(name, r, req_id, route_index[, chunk, eof])
+--     -> nothing | "exit" | "error", message
+--     Runs phase `name` of every plugin of the route that implements it,
+--     by priority, each handler as handler[name](handler, conf) inside
+--     xpcall.  Runs inside a coroutine the core created; a PDK call that
+--     waits yields it (moongate.context.wait) and the core resumes it.
+--     "exit": a plugin answered (kong.response.exit, ngx.exit); the rest
+--     of the phase was skipped.  "error": a plugin raised; it was logged
+--     with the plugin's name and a traceback; the core answers 500.
+--     body_filter also takes the chunk and the eof flag; a changed chunk
+--     goes back through mg_lua_resp_set_chunk.
+--
+--   runloop.finish(req_id)
+--     Always, once, when the request ends: drops its state (kong.ctx,
+--     ngx.ctx, the plugin configs it resolved).
+--
+-- Plugin selection follows Kong 3: one instance per plugin name per
+-- request, the most specific of route+service+consumer, route+consumer,
+-- service+consumer, route+service, consumer, route, service, global.
+-- Consumer-scoped instances apply once kong.client.authenticate set a
+-- consumer: a plugin's instance is chosen when its turn comes in access
+-- and kept for the later phases (Kong's "collecting" iterator).  rewrite
+-- runs global instances only (the route is not known in Kong's rewrite).
+-- Ordering: PRIORITY descending, ties by name descending (Kong's rule).
+--
+-- Rejected: resolving instances per request from the full plugin list --
+-- per-route lists, sorted and split by phase at init, leave the request
+-- path a loop over the handlers that run.
+
+local cjson = require "cjson.safe"
+local api = require "moongate.ffi"
+local context = require "moongate.context"
+local phases = require "moongate.phases"
+local loader = require "moongate.plugin_loader"
+local constants = require "moongate.constants"
+local pdk = require "moongate.pdk"
+local vault = require "moongate.pdk.vault"
+local errors = require "moongate.schema.errors"
+local mg_ngx = require "moongate.ngx"
+local P = require "moongate.pdk.private"
+
+local C = api.C
+local LOG = api.LOG
+local type = type
+local pairs = pairs
+local ipairs = ipairs
+local tostring = tostring
+local xpcall = xpcall
+local traceback = debug.traceback
+local sort = table.sort
+local concat = table.concat
+local format = string.format
+local match = string.match
+local null = cjson.null
+
+local EXIT, QUIT = context.EXIT, context.QUIT
+
+local _M = {}
+
+local loaded = {}        -- name -> plugin (moongate.plugin_loader.load)
+local worker_inited = {} -- name -> true once init_worker ran
+local active             -- the snapshot built by the last successful init
+local requests = {}      -- req_id -> request state
+
+_M.requests = requests   -- for specs and introspection
+
+-- helpers ---------------------------------------------------------------------
+
+local function log(level, msg)
+    C.mg_lua_log(level, msg, #msg)
+end
+
+local function is_null(v)
+    return v == nil or v == null
+end
+
+local function str_or_nil(v)
+    if type(v) == "string" and v ~= "" then
+        return v
+    end
+    return nil
+end
+
+local UUID = "^%x%x%x%x%x%x%x%x%-%x%x%x%x%-%x%x%x%x%-%x%x%x%x%-" ..
+             "%x%x%x%x%x%x%x%x%x%x%x%x$"
+local PLACEHOLDER = "00000000-0000-4000-8000-000000000000"
+
+-- a foreign key for validation: { id = uuid } or null
+local function fk(id)
+    if not id then
+        return null
+    end
+    return { id = match(id, UUID) and id or PLACEHOLDER }
+end
+
+local function deep_copy(v)
+    if type(v) ~= "table" then
+        return v
+    end
+    local c = {}
+    for k, x in pairs(v) do
+        c[k] = deep_copy(x)
+    end
+    return setmetatable(c, getmetatable(v))
+end
+
+local HTTP_PROTOCOLS = { http = true, https = true, grpc = true,
+                         grpcs = true, ws = true, wss = true }
+
+-- "bundled,x" | { "bundled", "x" } -> ordered list of plugin names
+local function enabled_names(spec)
+    local items = {}
+    if spec == nil or spec == null then
+        spec = "bundled"
+    end
+    if type(spec) == "string" then
+        for s in spec:gmatch("[^,%s]+") do
+            items[#items + 1] = s
+        end
+    elseif type(spec) == "table" then
+        for _, s in ipairs(spec) do
+            items[#items + 1] = tostring(s)
+        end
+    end
+    local names, seen = {}, {}
+    local function add(n)
+        if not seen[n] then
+            seen[n] = true
+            names[#names + 1] = n
+        end
+    end
+    for _, s in ipairs(items) do
+        if s == "off" then
+            return {}, {}
+        elseif s == "bundled" then
+            for _, b in ipairs(constants.BUNDLED_PLUGINS) do
+                add(b)
+            end
+        else
+            add(s)
+        end
+    end
+    return names, seen
+end
+
+-- Kong's order: PRIORITY descending, ties by name descending
+local function by_priority(a, b)
+    local pa, pb = a.priority, b.priority
+    if pa == pb then
+        return a.name > b.name
+    end
+    return pa > pb
+end
+
+local function combo_key(route, service, consumer)
+    return (route or "") .. ":" .. (service or "") .. ":" .. (consumer or "")
+end
+
+-- Kong 3's lookup order through the combinations
+local function lookup(combos, rid, sid, cid)
+    local x
+    if rid and sid and cid then
+        x = combos[rid .. ":" .. sid .. ":" .. cid]
+        if x then return x end
+    end
+    if rid and cid then
+        x = combos[rid .. "::" .. cid]
+        if x then return x end
+    end
+    if sid and cid then
+        x = combos[":" .. sid .. ":" .. cid]
+        if x then return x end
+    end
+    if rid and sid then
+        x = combos[rid .. ":" .. sid .. ":"]
+        if x then return x end
+    end
+    if cid then
+        x = combos["::" .. cid]
+        if x then return x end
+    end
+    if rid then
+        x = combos[rid .. "::"]
+        if x then return x end
+    end
+    if sid then
+        x = combos[":" .. sid .. ":"]
+        if x then return x end
+    end
+    return combos["::"]
+end
+_M.lookup = lookup
+
+-- globals -------------------------------------------------------------------
+
+local function this_root()
+    local mg = rawget(_G, "moongate")
+    if type(mg) == "table" and type(mg.root) == "string" then
+        return mg.root
+    end
+    -- lua/moongate/runloop.lua -> the directory above lua/
+    local src = debug.getinfo(1, "S").source
+    local dir = match(src, "^@(.*)/lua/moongate/runloop%.lua$")
+    if dir then
+        return dir
+    end
+    return "."
+end
+
+local function install_globals()
+    mg_ngx.install()
+    local kong = rawget(_G, "kong")
+    if kong == nil then
+        kong = pdk.new()
+        rawset(_G, "kong", kong)
+    end
+    if rawget(_G, "moongate") == nil then
+        rawset(_G, "moongate", { root = this_root() })
+    end
+    loader.install(this_root())
+    return kong
+end
+
+-- init ------------------------------------------------------------------------
+
+-- validate one plugin entity; returns the instance or nil, err
+local function build_instance(p, plugin, seq)
+    local id = str_or_nil(p.id)
+    local route = str_or_nil(p.route)
+    local service = str_or_nil(p.service)
+    local consumer = str_or_nil(p.consumer)
+    local label = format("plugin '%s' (id %s)", plugin.name,
+                         tostring(id or "none"))
+
+    local entity = {
+        name = p.name,
+        config = deep_copy(is_null(p.config) and {} or p.config),
+        route = fk(route),
+        service = fk(service),
+        consumer = fk(consumer),
+    }
+    if id and match(id, UUID) then
+        entity.id = id
+    end
+    if type(p.instance_name) == "string" then
+        entity.instance_name = p.instance_name
+    end
+    if type(p.enabled) == "boolean" then
+        entity.enabled = p.enabled
+    end
+    if type(p.protocols) == "table" and #p.protocols > 0 then
+        entity.protocols = deep_copy(p.protocols)
+    end
+    if type(p.tags) == "table" then
+        entity.tags = deep_copy(p.tags)
+    end
+
+    local schema = plugin.schema
+    local processed, perr = schema:process_auto_fields(entity, "insert")
+    if not processed then
+        return nil, label .. ": " .. errors.schema_violation(perr)
+    end
+    local ok, verr = schema:validate(processed)
+    if not ok then
+        return nil, label .. ": " .. errors.schema_violation(verr)
+    end
+    local conf = processed.config
+    local rok, rerr = vault.resolve_config(schema.fields.config, conf)
+    if not rok then
+        return nil, label .. ": " .. rerr
+    end
+
+    local key = combo_key(route, service, consumer)
+    conf.__plugin_id = id
+    conf.__key__ = "plugins:" .. plugin.name .. ":" .. key
+    conf.__seq__ = seq
+
+    local http = false
+    for _, proto in ipairs(processed.protocols or {}) do
+        if HTTP_PROTOCOLS[proto] then
+            http = true
+        end
+    end
+
+    return {
+        id = id,
+        name = plugin.name,
+        plugin = plugin,
+        conf = conf,
+        route = route,
+        service = service,
+        consumer = consumer,
+        key = key,
+        enabled = processed.enabled ~= false and http,
+    }
+end
+
+-- a route's plugin entries from the instances that may apply to it
+local function build_entries(names, buckets, rid, sid)
+    local entries = {}
+    for _, name in ipairs(names) do
+        local combos, any, has_consumer = {}, false, false
+        for _, bucket in ipairs(buckets) do
+            local list = bucket[name]
+            if list then
+                for _, inst in ipairs(list) do
+                    if (inst.route == nil or inst.route == rid) and
+                       (inst.service == nil or inst.service == sid) then
+                        combos[inst.key] = inst
+                        any = true
+                        if inst.consumer then
+                            has_consumer = true
+                        end
+                    end
+                end
+            end
+        end
+        if any then
+            local plugin = loaded[name]
+            entries[#entries + 1] = {
+                name = name,
+                priority = plugin.priority,
+                handler = plugin.handler,
+                default = lookup(combos, rid, sid, nil),
+                global = combos["::"],
+                combos = has_consumer and combos or nil,
+                rid = rid,
+                sid = sid,
+            }
+        end
+    end
+    sort(entries, by_priority)
+
+    -- per phase: the entries whose handler implements it
+    local by_phase, mask = {}, 0
+    for _, phase in ipairs(phases.list) do
+        local list = {}
+        for _, e in ipairs(entries) do
+            if type(e.handler[phase]) == "function" and
+               (phase ~= "rewrite" or e.global) then
+                list[#list + 1] = e
+            end
+        end
+        if #list > 0 then
+            by_phase[phase] = list
+            mask = mask + phases.bits[phase]
+        end
+    end
+    return { entries = entries, by_phase = by_phase, phases = mask }
+end
+
+local EMPTY = { entries = {}, by_phase = {}, phases = 0 }
+
+-- run init_worker / configure of a plugin outside any request
+local function run_plugin_hook(plugin, phase, ...)
+    local fn = plugin.handler[phase]
+    if type(fn) ~= "function" then
+        return
+    end
+    local saved = context.current
+    context.current = {
+        phase = phase,
+        phase_bit = phases.bits[phase] or 0,
+        shared = {},
+        plugin_ctx = {},
+        ngx_ctx = {},
+        plugin_name = plugin.name,
+    }
+    local args = { ... }
+    local ok, err = xpcall(function()
+        return fn(plugin.handler, (unpack or table.unpack)(args))
+    end, traceback)
+    context.current = saved
+    if not ok then
+        log(LOG.ERR, format("[kong] failed to run %s of plugin '%s': %s",
+                            phase, plugin.name, tostring(err)))
+    end
+end
+
+local function do_init(json)
+    local doc, derr = cjson.decode(json)
+    if type(doc) ~= "table" then
+        return nil, "invalid init document: " .. tostring(derr or "not an " ..
+                                                          "object")
+    end
+    local kong = install_globals()
+    local ok, cerr = pdk.configure(kong, doc)
+    if not ok then
+        return nil, cerr
+    end
+
+    -- every enabled plugin must load, as in Kong
+    local names, enabled = enabled_names(doc.enabled_plugins)
+    local fresh = {}
+    for _, name in ipairs(names) do
+        if not loaded[name] then
+            local plugin, err = loader.load(name)
+            if not plugin then
+                return nil, err
+            end
+            loaded[name] = plugin
+            fresh[#fresh + 1] = plugin
+        end
+    end
+
+    -- validate every instance
+    local instances = {}
+    for i, p in ipairs(type(doc.plugins) == "table" and doc.plugins or {}) do
+        local name = p.name
+        if type(name) ~= "string" then
+            return nil, format("plugin #%d (id %s): name: required field " ..
+                               "missing", i, tostring(p.id))
+        end
+        if not enabled[name] then
+            return nil, format("plugin '%s' (id %s) is not enabled; add it " ..
+                               "to the 'plugins' configuration property",
+                               name, tostring(p.id))
+        end
+        local inst, err = build_instance(p, loaded[name], i)
+        if not inst then
+            return nil, err
+        end
+        instances[#instances + 1] = inst
+    end
+
+    -- index the enabled instances by scope
+    local global, by_route, by_service = {}, {}, {}
+    local configs = {}           -- name -> { conf, ... } for configure()
+    local function put(t, k, inst)
+        local b = t[k]
+        if not b then
+            b = {}
+            t[k] = b
+        end
+        local l = b[inst.name]
+        if not l then
+            l = {}
+            b[inst.name] = l
+        end
+        l[#l + 1] = inst
+    end
+    for _, inst in ipairs(instances) do
+        if inst.enabled then
+            if inst.route then
+                put(by_route, inst.route, inst)
+            elseif inst.service then
+                put(by_service, inst.service, inst)
+            else
+                local l = global[inst.name]
+                if not l then
+                    l = {}
+                    global[inst.name] = l
+                end
+                l[#l + 1] = inst
+            end
+            local c = configs[inst.name]
+            if not c then
+                c = {}
+                configs[inst.name] = c
+            end
+            c[#c + 1] = inst.conf
+        end
+    end
+
+    local function names_of(...)
+        local seen, list = {}, {}
+        for i = 1, select("#", ...) do
+            local b = select(i, ...)
+            if b then
+                for name in pairs(b) do
+                    if not seen[name] then
+                        seen[name] = true
+                        list[#list + 1] = name
+                    end
+                end
+            end
+        end
+        sort(list)
+        return list
+    end
+
+    local services = {}
+    for _, s in ipairs(type(doc.services) == "table" and doc.services or {}) do
+        if type(s.id) == "string" then
+            services[s.id] = s
+        end
+    end
+
+    local snap = {
+        lists = {},                 -- route index -> list
+        routes = {},                -- route index -> route entity
+        services = services,
+        global = build_entries(names_of(global), { global }, nil, nil),
+    }
+    local result = {}
+    for _, r in ipairs(type(doc.routes) == "table" and doc.routes or {}) do
+        local idx = r.index
+        if type(idx) == "number" then
+            local rid = str_or_nil(r.id)
+            local sid = str_or_nil(r.service)
+            local rb, sb = rid and by_route[rid], sid and by_service[sid]
+            local list = build_entries(names_of(global, rb, sb),
+                                       { global, rb or {}, sb or {} },
+                                       rid, sid)
+            snap.lists[idx] = list
+            local route = deep_copy(r)
+            route.index = nil
+            route.service = sid and { id = sid } or nil
+            snap.routes[idx] = route
+            if #list.entries > 0 then
+                result[#result + 1] = idx
+            end
+        end
+    end
+    sort(result)
+
+    active = snap
+    _M.active = snap
+
+    for _, plugin in ipairs(fresh) do
+        if not worker_inited[plugin.name] then
+            worker_inited[plugin.name] = true
+            run_plugin_hook(plugin, "init_worker")
+        end
+    end
+    for _, name in ipairs(names) do
+        run_plugin_hook(loaded[name], "configure", configs[name])
+    end
+
+    if #snap.global.entries > 0 then
+        return true
+    end
+    return result
+end
+
+--- See the file header.  Never raises: a failure comes back as nil, err.
+function _M.init(json)
+    local ok, res, err = xpcall(function() return do_init(json) end,
+                                traceback)
+    if not ok then
+        return nil, "plugin runtime init failed: " .. tostring(res)
+    end
+    return res, err
+end
+
+--- The phases (a mask of mg_lua_phase bits) some plugin of route
+-- `route_index` implements: the core may skip the others.
+function _M.route_phases(route_index)
+    local snap = active
+    if not snap then
+        return 0
+    end
+    local list = route_index and snap.lists[route_index] or snap.global
+    return (list or EMPTY).phases
+end
+
+-- phases ------------------------------------------------------------------
+
+-- handlers run through run_current so xpcall needs no closure per call;
+-- the values are read before the handler can yield
+local cur_fn, cur_self, cur_conf
+
+local function run_current()
+    local fn, self, conf = cur_fn, cur_self, cur_conf
+    cur_fn, cur_self, cur_conf = nil, nil, nil
+    return fn(self, conf)
+end
+
+local function on_error(err, co)
+    if err == EXIT or err == QUIT then
+        return err
+    end
+    if co then
+        return traceback(co, tostring(err))
+    end
+    return traceback(tostring(err), 2)
+end
+
+-- Yielding across xpcall: LuaJIT allows it.  Plain Lua 5.1 (unit specs)
+-- does not, so there the handler runs in a coroutine of its own and its
+-- yields are passed on to the request's coroutine.
+local protected
+if rawget(_G, "jit") then
+    protected = function(f)
+        return xpcall(f, on_error)
+    end
+else
+    local create, resume, yield, status = coroutine.create,
+        coroutine.resume, coroutine.yield, coroutine.status
+    protected = function(f)
+        local co = create(f)
+        local function step(ok, ...)
+            if not ok then
+                return false, on_error((...), co)
+            end
+            if status(co) == "dead" then
+                return true, ...
+            end
+            return step(resume(co, yield(...)))
+        end
+        return step(resume(co))
+    end
+end
+
+local function new_request(r, req_id, route_index)
+    local snap = active
+    local route = route_index and snap and snap.routes[route_index]
+    local service = route and route.service and snap.services[route.service.id]
+    local ngx_ctx = { route = route, service = service }
+    return {
+        r = r,
+        req_id = req_id,
+        route_index = route_index,
+        snap = snap,
+        list = (route_index and snap and snap.lists[route_index]) or
+               (snap and snap.global) or EMPTY,
+        route = route,
+        service = service,
+        ngx_ctx = ngx_ctx,
+        times = {},
+        -- shared, plugin_ctx (kong.ctx), confs: created on first use
+    }
+end
+
+-- the instance of `entry` for this request and phase
+-- (without consumer-scoped instances the choice is static)
+local function resolve(ctx, entry, phase)
+    if phase == "rewrite" then
+        return entry.global
+    end
+    local combos = entry.combos
+    if not combos then
+        return entry.default
+    end
+    local confs = ctx.confs
+    if not confs then
+        confs = {}
+        ctx.confs = confs
+    end
+    if phase ~= "access" then
+        local c = confs[entry.name]
+        if c ~= nil then
+            return c or nil
+        end
+    end
+    local inst = entry.default
+    local consumer = ctx.ngx_ctx.authenticated_consumer
+    local cid = type(consumer) == "table" and consumer.id or nil
+    if cid then
+        inst = lookup(combos, entry.rid, entry.sid, cid)
+    end
+    confs[entry.name] = inst or false
+    return inst
+end
+
+local EXIT_PHASES = { rewrite = true, access = true }
+
+--- See the file header.
+function _M.phase(name, r, req_id, route_index, chunk, eof)
+    local bitv = phases.bits[name]
+    if not bitv then
+        return "error", "unknown phase: " .. tostring(name)
+    end
+    local ctx = requests[req_id]
+    if not ctx then
+        ctx = new_request(r, req_id, route_index)
+        requests[req_id] = ctx
+    end
+    ctx.r = r
+    if name == "header_filter" then
+        ctx.times.header_filter = C.mg_lua_now()
+        -- later phases read the upstream's head from a snapshot
+        local by_phase = ctx.list.by_phase
+        if by_phase.log or by_phase.body_filter then
+            ctx.resp_snapshot = nil
+            ctx.resp_snapshot = P.resp_headers(ctx)
+        end
+    elseif name == "body_filter" then
+        ctx.chunk = chunk
+        ctx.eof = eof and true or false
+        ctx.chunk_changed = false
+    end
+
+    local entries = ctx.list.by_phase[name]
+    if not entries then
+        if name == "access" then
+            ctx.times.access_end = C.mg_lua_now()
+        end
+        return
+    end
+
+    ctx.phase = name
+    ctx.phase_bit = bitv
+    ctx.exited = nil
+    context.current = ctx
+    local can_exit = EXIT_PHASES[name]
+    local result, msg
+
+    for i = 1, #entries do
+        local entry = entries[i]
+        local inst = resolve(ctx, entry, name)
+        if inst then
+            ctx.plugin_name = entry.name
+            ctx.plugin = inst
+            cur_fn, cur_self, cur_conf = entry.handler[name], entry.handler,
+                                         inst.conf
+            local ok, err = protected(run_current)
+            context.current = ctx
+            if not ok and err == EXIT then
+                result = "exit"
+                break
+            elseif not ok and err ~= QUIT then
+                msg = format("[kong] plugin '%s' failed in the %s phase: %s",
+                             entry.name, name, tostring(err))
+                log(LOG.ERR, msg)
+                result = "error"
+                break
+            end
+            if can_exit then
+                if ctx.exited then
+                    result = "exit"     -- the exit's error was swallowed
+                    break
+                end
+                if ctx.out then         -- ngx.say without ngx.exit
+                    local s = C.mg_lua_resp_status(ctx.r)
+                    local sok, serr = mg_ngx.send_output(ctx,
+                                                         s ~= 0 and s or 200)
+                    context.current = ctx
+                    if sok then
+                        result = "exit"
+                    else
+                        msg = format("[kong] plugin '%s' output failed: %s",
+                                     entry.name, tostring(serr))
+                        log(LOG.ERR, msg)
+                        result = "error"
+                    end
+                    break
+                end
+            end
+        end
+    end
+
+    ctx.plugin_name = nil
+    ctx.plugin = nil
+    if name == "body_filter" and ctx.chunk_changed then
+        local c = ctx.chunk or ""
+        if C.mg_lua_resp_set_chunk(ctx.r, c, #c) ~= api.OK then
+            msg = "[kong] body_filter: " .. (api.cstr(C.mg_lua_last_error())
+                                             or "set_chunk failed")
+            log(LOG.ERR, msg)
+            result = result or "error"
+        end
+    end
+    if name == "access" then
+        ctx.times.access_end = C.mg_lua_now()
+    end
+    context.current = nil
+    if result == "error" then
+        return result, msg
+    end
+    return result
+end
+
+--- See the file header.
+function _M.finish(req_id)
+    local ctx = requests[req_id]
+    requests[req_id] = nil
+    if ctx and context.current == ctx then
+        context.current = nil
+    end
+end
+
+--- The loaded plugins (name -> { handler, schema, priority, ... }).
+function _M.plugins()
+    return loaded
+end
+
+--- Forget every loaded plugin and snapshot (specs).
+function _M.reset()
+    loaded, worker_inited, active = {}, {}, nil
+    _M.active = nil
+    for k in pairs(requests) do
+        requests[k] = nil
+    end
+    context.current = nil
+end
+
+return _M

@@ -1,0 +1,150 @@
+-- End-to-end: the LuaJIT plugin runtime against the real binary.
+-- Test plugins live in spec/fixtures/plugins/ (see its README) and are put
+-- on the plugin path the way an operator would: lua_package_path + the
+-- `plugins` property.
+local H = require "moongate"
+
+local FIXTURES = H.root .. "/spec/fixtures/plugins/?.lua;;"
+local PLUGINS = "bundled,sleeper,exiter,crasher,headers,ctx-check"
+
+describe("e2e plugins", function()
+  local mock, gw
+
+  setup(function()
+    mock = H.start_mockup(1)
+    gw = H.start_gateway { name = "plugins",
+      conf = { lua_package_path = FIXTURES, plugins = PLUGINS,
+               worker_processes = 1 },
+      config = {
+        _format_version = "3.0",
+        services = {
+          { name = "s", url = mock:url(1), routes = {
+              { name = "plain", paths = { "/plain" } },
+              { name = "sleepy", paths = { "/sleepy" },
+                plugins = { { name = "sleeper", config = { seconds = 1 } } } },
+              { name = "exit", paths = { "/exit" },
+                plugins = { { name = "exiter",
+                              config = { status = 403, message = "nope" } } } },
+              { name = "crash", paths = { "/crash" },
+                plugins = { { name = "crasher" } } },
+              { name = "hdr", paths = { "/hdr" },
+                plugins = { { name = "headers",
+                              config = { name = "X-Added", value = "v1" } } } },
+            } },
+        },
+        plugins = { { name = "ctx-check" } },       -- global
+      } }
+  end)
+
+  teardown(function()
+    if gw then gw:stop() end
+    if mock then mock:stop() end
+    H.cleanup()
+  end)
+
+  it("runs a global plugin on every route, carrying ctx across phases", function()
+    for _ = 1, 2 do
+      local res = assert(H.request(gw.port, { path = "/plain/echo",
+                                              headers = { ["X-Ctx-Value"] = "42" } }))
+      assert.equals(200, res.status)
+      assert.equals("rewrite=1;access=42;plugin=1;ngx=ngx;leak=0",
+                    res.headers["x-ctx-check"])
+    end
+  end)
+
+  it("lets a plugin change the upstream request and the response", function()
+    for _ = 1, 2 do
+      local res = assert(H.request(gw.port, { path = "/hdr/echo" }))
+      assert.equals(200, res.status)
+      assert.equals("v1", H.upstream_header(H.echo(res), "X-Added"))
+      assert.equals("v1", res.headers["x-from-plugin"])
+    end
+  end)
+
+  it("answers kong.response.exit without reaching the upstream", function()
+    for _ = 1, 2 do
+      local res = assert(H.request(gw.port, { path = "/exit/echo" }))
+      assert.equals(403, res.status)
+      assert.equals("1", res.headers["x-exit"])
+      assert.equals("nope", res:json().message)
+      assert.is_nil(res.headers["x-upstream-port"])
+    end
+  end)
+
+  it("turns a plugin error into a 500 naming the plugin in the log", function()
+    for _ = 1, 2 do
+      local res = assert(H.request(gw.port, { path = "/crash/echo" }))
+      assert.equals(500, res.status)
+      assert.equals("An unexpected error occurred", res:json().message)
+    end
+    local log = gw:error_log()
+    assert.matches("crasher", log, 1, true)
+    assert.matches("boom", log, 1, true)
+    -- the worker goes on
+    local res = assert(H.request(gw.port, { path = "/plain/echo" }))
+    assert.equals(200, res.status)
+  end)
+
+  it("never blocks the worker: a sleeping plugin lets another request finish first", function()
+    local slow = assert(H.connect(gw.port))
+    local fast = assert(H.connect(gw.port))
+    assert(slow:send(H.request_bytes { path = "/sleepy/echo" }))
+    H.sleep(0.05)
+    assert(fast:send(H.request_bytes { path = "/plain/echo" }))
+    -- first_readable returns the index of the first connection to answer
+    assert.equals(2, H.first_readable({ slow, fast }, 5))
+    local fres = assert(fast:read_response())
+    assert.equals(200, fres.status)
+    local sres = assert(slow:read_response({ timeout = 5 }))
+    assert.equals(200, sres.status)
+    assert.equals("1", H.upstream_header(H.echo(sres), "X-Slept"))
+    slow:close()
+    fast:close()
+  end)
+
+  it("runs the log phase after the response", function()
+    local deadline = H.now() + 3
+    local found
+    repeat
+      found = gw:error_log():find("ctx-check log:", 1, true)
+      if not found then H.sleep(0.1) end
+    until found or H.now() > deadline
+    assert.is_truthy(found)
+  end)
+
+  it("leaves no unexpected error log lines", function()
+    H.assert_no_error_log(gw, { "boom", "crasher", "lua error", "plugin" })
+  end)
+end)
+
+describe("e2e plugins configuration errors", function()
+  it("refuses to start with an invalid plugin config, naming plugin and field", function()
+    local mock = H.start_mockup(1)
+    local ok, err = pcall(H.start_gateway, { name = "badplugin",
+      timeout = 3,
+      conf = { lua_package_path = FIXTURES, plugins = PLUGINS },
+      config = { _format_version = "3.0", services = { {
+        name = "s", url = mock:url(1), routes = { { paths = { "/" },
+          plugins = { { name = "sleeper",
+                        config = { seconds = "not a number" } } } } } } } } })
+    mock:stop()
+    assert.is_false(ok)
+    assert.matches("sleeper", tostring(err), 1, true)
+    assert.matches("seconds", tostring(err), 1, true)
+    H.cleanup()
+  end)
+
+  it("refuses a plugin that is not enabled", function()
+    local mock = H.start_mockup(1)
+    local ok, err = pcall(H.start_gateway, { name = "notenabled",
+      timeout = 3,
+      conf = { lua_package_path = FIXTURES, plugins = "bundled" },
+      config = { _format_version = "3.0", services = { {
+        name = "s", url = mock:url(1), routes = { { paths = { "/" },
+          plugins = { { name = "sleeper" } } } } } } } })
+    mock:stop()
+    assert.is_false(ok)
+    assert.matches("sleeper", tostring(err), 1, true)
+    H.cleanup()
+  end)
+end)
