@@ -111,6 +111,11 @@ struct mg_request_s {
     int                  exit_status;
     mg_str_t             exit_body;
     int                  status_override; /* kong.response.set_status */
+    char                *lua_body;        /* request body read for plugins */
+    size_t               lua_body_len;
+    size_t               lua_body_cap;
+    unsigned             lua_body_reading:1;
+    unsigned             lua_body_done:1;
     mg_peer_t           *peer_override;   /* kong.service.set_target */
     uint8_t             *tried;       /* balancer bitmap */
     ev_timer             retry_timer; /* backoff before the next try */

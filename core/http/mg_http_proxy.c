@@ -598,7 +598,7 @@ mg_proxy_start(mg_request_t *r)
         r->tried = mg_pool_calloc(r->pool, (r->svc->upstream->npeers + 7) / 8);
     }
     r->body_base = c->in->pos;
-    if (r->has_body && r->body_replayable) {
+    if (r->has_body && r->body_replayable && !r->lua_body_done) {
         /* the whole body is buffered: keep it for retries */
         r->body_ptr = c->in->pos;
         r->body_len = (size_t) r->head.content_length;
@@ -917,6 +917,10 @@ sent:
 void
 mg_proxy_client_input(mg_request_t *r)
 {
+    if (r->lua_body_reading) {
+        mg_lua_body_input(r);
+        return;
+    }
     if (r->tunnel) {
         if (r->u && !r->u->write_armed) {
             mg_proxy_tunnel_c2u(r);

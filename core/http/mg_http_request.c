@@ -558,6 +558,7 @@ mg_http_start_request(mg_conn_t *c, size_t head_len)
                             &r->head, hdrs, max, 0);
     r->head_len = head_len;
     c->in->pos += head_len;
+    r->body_base = c->in->pos;
     if (rc != MG_HTTP_OK) {
         mg_log_info("*%llu client sent an invalid request (%d)",
                     (unsigned long long) c->id, rc);

@@ -686,11 +686,145 @@ mg_lua_req_id(void *r, const char **p, size_t *n)
 
 double mg_lua_req_start_time(void *r) { return R->start; }
 
+/*
+ * Reading the whole request body for a plugin.  The bytes go into one
+ * arena block (Content-Length known: exactly that; chunked: grown by
+ * doubling) bounded by client_max_body_size; when complete the block
+ * becomes the body sent upstream (as a Content-Length body, so retries
+ * can send it again) and the waiting coroutine is resumed.
+ */
+#define MG_LUA_BODY_CHUNKED_MAX (64 * 1024 * 1024)
+
+static int
+mg_lua_body_room(mg_request_t *r, size_t need)
+{
+    size_t max = mg_worker->conf->client_max_body_size;
+    size_t cap;
+    char  *nb;
+
+    if (max == 0 || max > MG_LUA_BODY_CHUNKED_MAX) {
+        max = MG_LUA_BODY_CHUNKED_MAX;
+    }
+    if (r->lua_body_len + need <= r->lua_body_cap) {
+        return MG_OK;
+    }
+    if (r->lua_body_len + need > max) {
+        r->body_too_large = 1;
+        return MG_ERROR;
+    }
+    cap = r->lua_body_cap ? r->lua_body_cap * 2 : 16384;
+    while (cap < r->lua_body_len + need) {
+        cap *= 2;
+    }
+    if (cap > max) {
+        cap = max;
+    }
+    nb = mg_pool_alloc(r->pool, cap);
+    if (nb == NULL) {
+        return MG_ERROR;
+    }
+    if (r->lua_body_len) {
+        memcpy(nb, r->lua_body, r->lua_body_len);
+    }
+    r->lua_body = nb;
+    r->lua_body_cap = cap;
+    return MG_OK;
+}
+
+static int
+mg_lua_body_chunk(void *ctx, const char *p, size_t n)
+{
+    mg_request_t *r = ctx;
+
+    if (mg_lua_body_room(r, n) != MG_OK) {
+        return 1;
+    }
+    memcpy(r->lua_body + r->lua_body_len, p, n);
+    r->lua_body_len += n;
+    return 0;
+}
+
+/* Take what c->in holds: MG_OK complete, MG_AGAIN more to come,
+ * MG_ERROR bad framing or too large. */
+static int
+mg_lua_body_take(mg_request_t *r)
+{
+    mg_buf_t *b = r->conn->in;
+    size_t    avail = mg_buf_len(b);
+
+    if (r->body_chunked) {
+        ssize_t k = avail ? mg_http_body_feed(&r->parser, b->pos, avail,
+                                              mg_lua_body_chunk, r) : 0;
+        if (k < 0) {
+            return MG_ERROR;
+        }
+        b->pos += k;
+        if (mg_buf_len(b) == 0) {
+            b->pos = b->last = r->body_base;     /* the head stays in place */
+        }
+        if (!mg_http_parser_done(&r->parser)) {
+            return MG_AGAIN;
+        }
+    } else {
+        size_t n = mg_min(avail, (size_t) r->body_left);
+        memcpy(r->lua_body + r->lua_body_len, b->pos, n);
+        r->lua_body_len += n;
+        r->body_left -= (int64_t) n;
+        b->pos += n;
+        if (mg_buf_len(b) == 0) {
+            b->pos = b->last = r->body_base;
+        }
+        if (r->body_left > 0) {
+            return MG_AGAIN;
+        }
+    }
+    /* complete: it is now the body sent upstream, and may be sent again */
+    r->lua_body_reading = 0;
+    r->lua_body_done = 1;
+    r->body_done = 1;
+    r->body_replayable = 1;
+    r->body_seen = r->lua_body_len;
+    if (r->up_body.data == NULL) {
+        r->up_body.data = r->lua_body;
+        r->up_body.len = r->lua_body_len;
+    }
+    if (mg_buf_len(b) == 0) {
+        b->pos = b->last = r->body_base;     /* the head stays in place */
+    }
+    mg_conn_timer_set(r->conn, 0);
+    return MG_OK;
+}
+
+void
+mg_lua_body_input(mg_request_t *r)
+{
+    int rc = mg_lua_body_take(r);
+
+    if (rc == MG_AGAIN) {
+        mg_conn_timer_set(r->conn, mg_worker->conf->client_body_timeout);
+        mg_conn_read_resume(r->conn);
+        return;
+    }
+    if (rc == MG_ERROR) {
+        r->lua_body_reading = 0;
+        r->keepalive = 0;
+        mg_http_send_error(r, r->body_too_large ? 413 : 400, NULL);
+        return;
+    }
+    mg_lua_continue(r, 1);
+}
+
 int
 mg_lua_req_body(void *r, const char **p, size_t *n)
 {
     mg_request_t *rq = R;
+    int           rc;
 
+    if (rq->lua_body_done) {
+        *p = rq->lua_body;
+        *n = rq->lua_body_len;
+        return MG_OK;
+    }
     if (!rq->has_body) {
         *p = "";
         *n = 0;
@@ -698,7 +832,7 @@ mg_lua_req_body(void *r, const char **p, size_t *n)
     }
     if (rq->body_ptr) {
         *p = rq->body_ptr;
-        *n = (size_t) rq->head.content_length;
+        *n = rq->body_len;
         return MG_OK;
     }
     if (rq->body_replayable && rq->lua_stage != 0) {
@@ -707,10 +841,45 @@ mg_lua_req_body(void *r, const char **p, size_t *n)
         *n = (size_t) rq->head.content_length;
         return MG_OK;
     }
-    mg_lua_set_error("%s", "the request body did not arrive with the request "
-                     "head (bodies read later are not buffered for plugins "
-                     "in this build)");
-    return MG_ERROR;
+    if (rq->lua_co == NULL || (rq->lua_stage != MG_LUA_PHASE_rewrite
+                               && rq->lua_stage != MG_LUA_PHASE_access))
+    {
+        mg_lua_set_error("%s", "the request body can only be read in "
+                         "rewrite and access");
+        return MG_ERROR;
+    }
+    if (!rq->body_chunked
+        && mg_lua_body_room(rq, (size_t) rq->head.content_length) != MG_OK)
+    {
+        mg_lua_set_error("%s", "request body too large to buffer");
+        return MG_ERROR;
+    }
+    if (rq->head.expect_continue && !rq->continue_sent
+        && rq->head.http_minor >= 1)
+    {
+        static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+        struct iovec      ci = { (void *) cont, sizeof(cont) - 1 };
+        if (rq->conn->io->writev(rq->conn, &ci, 1) != (ssize_t) sizeof(cont) - 1) {
+            mg_lua_set_error("%s", "cannot send 100 Continue");
+            return MG_ERROR;
+        }
+        rq->continue_sent = 1;
+    }
+    rc = mg_lua_body_take(rq);
+    if (rc == MG_OK) {
+        *p = rq->lua_body;
+        *n = rq->lua_body_len;
+        return MG_OK;
+    }
+    if (rc == MG_ERROR) {
+        mg_lua_set_error("%s", rq->body_too_large ? "request body too large"
+                                                  : "invalid chunked body");
+        return MG_ERROR;
+    }
+    rq->lua_body_reading = 1;
+    mg_conn_timer_set(rq->conn, mg_worker->conf->client_body_timeout);
+    mg_conn_read_resume(rq->conn);
+    return MG_AGAIN;            /* resumed by mg_lua_body_input */
 }
 
 int

@@ -37,6 +37,10 @@ int mg_lua_route_has_plugins(const mg_runtime_t *rt, size_t route_index);
  */
 void mg_lua_access(mg_request_t *r);
 
+/* Request body bytes arrived while a plugin waits for the whole body
+ * (kong.request.get_body): take them, resume the plugin when complete. */
+void mg_lua_body_input(mg_request_t *r);
+
 /* header_filter on the response head about to be built (no yielding).
  * MG_OK or MG_ERROR (a plugin failed; the caller answers 500 if it can). */
 int mg_lua_header_filter(mg_request_t *r);

@@ -5,7 +5,7 @@
 local H = require "moongate"
 
 local FIXTURES = H.root .. "/spec/fixtures/plugins/?.lua;;"
-local PLUGINS = "bundled,sleeper,exiter,crasher,headers,ctx-check"
+local PLUGINS = "bundled,sleeper,exiter,crasher,headers,ctx-check,body-reader"
 
 describe("e2e plugins", function()
   local mock, gw
@@ -27,6 +27,8 @@ describe("e2e plugins", function()
                               config = { status = 403, message = "nope" } } } },
               { name = "crash", paths = { "/crash" },
                 plugins = { { name = "crasher" } } },
+              { name = "body", paths = { "/body" },
+                plugins = { { name = "body-reader", config = { upper = true } } } },
               { name = "hdr", paths = { "/hdr" },
                 plugins = { { name = "headers",
                               config = { name = "X-Added", value = "v1" } } } },
@@ -100,6 +102,41 @@ describe("e2e plugins", function()
     assert.equals("1", H.upstream_header(H.echo(sres), "X-Slept"))
     slow:close()
     fast:close()
+  end)
+
+  it("buffers a request body that arrives after the head for get_body", function()
+    for _ = 1, 2 do
+      -- the body comes 300 ms after the head, in two parts
+      local c = assert(H.connect(gw.port))
+      local body = string.rep("abcdefghij", 5000)       -- 50,000 bytes
+      assert(c:send("POST /body/echo HTTP/1.1\r\nHost: x\r\n"
+                    .. "Content-Length: " .. #body .. "\r\n\r\n"))
+      H.sleep(0.3)
+      assert(c:send(body:sub(1, 20000)))
+      H.sleep(0.1)
+      assert(c:send(body:sub(20001)))
+      local res = assert(c:read_response({ timeout = 5 }))
+      c:close()
+      assert.equals(200, res.status)
+      local echo = H.echo(res)
+      assert.equals("50000", H.upstream_header(echo, "X-Body-Len"))
+      assert.equals(50000, echo.body_len)
+      assert.equals(body:upper(), echo.body)
+    end
+  end)
+
+  it("buffers a chunked request body for get_body and sends it with a length", function()
+    local c = assert(H.connect(gw.port))
+    assert(c:send("POST /body/echo HTTP/1.1\r\nHost: x\r\n"
+                  .. "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n"))
+    H.sleep(0.2)
+    assert(c:send("6\r\n world\r\n0\r\n\r\n"))
+    local res = assert(c:read_response({ timeout = 5 }))
+    c:close()
+    assert.equals(200, res.status)
+    local echo = H.echo(res)
+    assert.equals("HELLO WORLD", echo.body)
+    assert.is_false(echo.chunked)
   end)
 
   it("runs the log phase after the response", function()
