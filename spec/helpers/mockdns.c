@@ -676,26 +676,36 @@ main(int argc, char **argv)
     }
     signal(SIGPIPE, SIG_IGN);
 
-    memset(&sa, 0, sizeof(sa));
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons((uint16_t) port);
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    g_udp = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (g_udp < 0 || bind(g_udp, (struct sockaddr *) &sa, sizeof(sa)) < 0
-        || getsockname(g_udp, (struct sockaddr *) &sa, &slen) < 0)
-    {
-        fprintf(stderr, "mockdns: udp 127.0.0.1:%ld: %s\n", port,
-                strerror(errno));
-        return 1;
-    }
-    tcp = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    setsockopt(tcp, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    if (tcp < 0 || bind(tcp, (struct sockaddr *) &sa, sizeof(sa)) < 0
-        || listen(tcp, 64) < 0)
-    {
-        fprintf(stderr, "mockdns: tcp 127.0.0.1:%d: %s\n",
-                ntohs(sa.sin_port), strerror(errno));
-        return 1;
+    /* Port 0: take a free UDP port, then the same number for TCP; a TCP
+     * socket of someone else's may hold it, so try again with another. */
+    for (int attempt = 0;; attempt++) {
+        memset(&sa, 0, sizeof(sa));
+        sa.sin_family = AF_INET;
+        sa.sin_port = htons((uint16_t) port);
+        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        slen = sizeof(sa);
+        g_udp = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (g_udp < 0 || bind(g_udp, (struct sockaddr *) &sa, sizeof(sa)) < 0
+            || getsockname(g_udp, (struct sockaddr *) &sa, &slen) < 0)
+        {
+            fprintf(stderr, "mockdns: udp 127.0.0.1:%ld: %s\n", port,
+                    strerror(errno));
+            return 1;
+        }
+        tcp = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        setsockopt(tcp, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+        if (tcp >= 0 && bind(tcp, (struct sockaddr *) &sa, sizeof(sa)) == 0
+            && listen(tcp, 64) == 0)
+        {
+            break;
+        }
+        if (port != 0 || attempt >= 50) {
+            fprintf(stderr, "mockdns: tcp 127.0.0.1:%d: %s\n",
+                    ntohs(sa.sin_port), strerror(errno));
+            return 1;
+        }
+        close(tcp);
+        close(g_udp);
     }
 
     g_loop = EV_DEFAULT;
