@@ -116,6 +116,13 @@ struct mg_request_s {
     size_t               lua_body_cap;
     unsigned             lua_body_reading:1;
     unsigned             lua_body_done:1;
+    unsigned             lua_bf:1;        /* body_filter plugins on route */
+    unsigned             bf_replaced:1;
+    char                *bf_in;           /* decoded chunk (chunked upstream) */
+    size_t               bf_in_len, bf_in_cap;
+    char                *bf_out;          /* a plugin's replacement chunk */
+    size_t               bf_out_len, bf_out_cap;
+    char                 bf_size[24];     /* "<hex>\r\n" chunk size line */
     mg_peer_t           *peer_override;   /* kong.service.set_target */
     uint8_t             *tried;       /* balancer bitmap */
     ev_timer             retry_timer; /* backoff before the next try */
@@ -137,7 +144,7 @@ struct mg_request_s {
     int64_t              resp_left;   /* content-length bytes still to come */
 
     /* output to the client */
-    struct iovec         out[2];
+    struct iovec         out[5];
     int                  nout;
     char                *ohead;       /* response head being written */
     uint64_t             bytes_sent;  /* to the client, head included */

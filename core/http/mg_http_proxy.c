@@ -43,6 +43,10 @@ static void mg_proxy_connect(mg_request_t *r);
 static void mg_proxy_send(mg_request_t *r);
 static void mg_proxy_hash_key(mg_request_t *r);
 static void mg_proxy_release(mg_request_t *r, int failed);
+static int mg_proxy_emit(mg_request_t *r, const char *data, size_t len,
+                         int eof);
+static int mg_proxy_process_filtered(mg_request_t *r, mg_upconn_t *u,
+                                     mg_buf_t *b);
 static int mg_proxy_tunnel_start(mg_request_t *r);
 static void mg_proxy_tunnel_read(mg_request_t *r);
 static void mg_proxy_tunnel_c2u(mg_request_t *r);
@@ -1003,9 +1007,11 @@ mg_proxy_build_client_head(mg_request_t *r)
         if (((mg_proxy_skip_resp_header(hd->name)
               || (conn_tokens && mg_proxy_conn_token(h->connection, hd->name)))
              && !(r->tunnel && mg_str_caseeq_lit(hd->name, "upgrade")))
-            || (r->resp_mods && mg_proxy_mod_replaces(r->resp_mods, hd->name)))
+            || (r->resp_mods && mg_proxy_mod_replaces(r->resp_mods, hd->name))
+            || (r->lua_bf && !r->resp_no_body
+                && mg_str_caseeq_lit(hd->name, "content-length")))
         {
-            continue;
+            continue;       /* (a body_filter may change the length) */
         }
         APPEND(p, hd->name.data, hd->name.len);
         *p++ = ':';
@@ -1014,8 +1020,12 @@ mg_proxy_build_client_head(mg_request_t *r)
         *p++ = '\r';
         *p++ = '\n';
     }
-    if (r->resp_chunked) {
+    if (r->resp_chunked
+        || (r->lua_bf && !r->resp_no_body && r->head.http_minor >= 1))
+    {
         APPEND_LIT(p, "Transfer-Encoding: chunked\r\n");
+    } else if (r->lua_bf && !r->resp_no_body) {
+        r->keepalive = 0;       /* HTTP/1.0: the close ends the body */
     }
     p = mg_proxy_mods_append(p, r->resp_mods);
     if (r->set_cookie.len) {
@@ -1214,6 +1224,122 @@ mg_proxy_tunnel_read(mg_request_t *r)
     mg_proxy_tunnel_u2c(r);
 }
 
+/* --- body_filter (Lua plugins) --------------------------------------- */
+
+/*
+ * With body_filter plugins on the route the body goes through them piece
+ * by piece, decoded whatever the upstream's framing, and leaves chunked
+ * (HTTP/1.0 clients: close-delimited) since a plugin may change its
+ * length.  Each piece still leaves as soon as it arrived: streaming
+ * (SSE) is not buffered by the filter.
+ */
+static int
+mg_proxy_emit(mg_request_t *r, const char *data, size_t len, int eof)
+{
+    static const char crlf[] = "\r\n";
+    static const char last[] = "0\r\n\r\n";
+    const char       *out;
+    size_t            on;
+    char             *p;
+
+    if (mg_lua_body_filter(r, data, len, eof, &out, &on) != MG_OK) {
+        return MG_ERROR;
+    }
+    if (r->head.http_minor >= 1) {
+        if (on) {
+            static const char hex[] = "0123456789abcdef";
+            char   tmp[20];
+            size_t k = 0, v = on;
+            do {
+                tmp[k++] = hex[v & 15];
+                v >>= 4;
+            } while (v);
+            p = r->bf_size;
+            while (k) {
+                *p++ = tmp[--k];
+            }
+            *p++ = '\r';
+            *p++ = '\n';
+            r->out[r->nout].iov_base = r->bf_size;
+            r->out[r->nout++].iov_len = (size_t) (p - r->bf_size);
+            r->out[r->nout].iov_base = (void *) out;
+            r->out[r->nout++].iov_len = on;
+            r->out[r->nout].iov_base = (void *) crlf;
+            r->out[r->nout++].iov_len = 2;
+        }
+        if (eof) {
+            r->out[r->nout].iov_base = (void *) last;
+            r->out[r->nout++].iov_len = sizeof(last) - 1;
+        }
+    } else if (on) {
+        r->out[r->nout].iov_base = (void *) out;
+        r->out[r->nout++].iov_len = on;
+    }
+    r->body_sent += on;
+    return MG_OK;
+}
+
+static int
+mg_proxy_process_filtered(mg_request_t *r, mg_upconn_t *u, mg_buf_t *b)
+{
+    size_t      avail = mg_buf_len(b), dlen = 0;
+    const char *data = b->pos;
+    int         complete = 0, rc;
+
+    if (r->resp_chunked) {
+        ssize_t k;
+        r->bf_in_len = 0;
+        k = avail ? mg_http_body_feed(&r->rparser, b->pos, avail,
+                                      mg_lua_bf_collect, r) : 0;
+        if (k < 0) {
+            mg_log_error("*%llu upstream %s sent invalid chunked response",
+                         (unsigned long long) r->conn->id, r->peer->name);
+            mg_http_request_abort(r, "invalid chunked body");
+            return MG_ERROR;
+        }
+        b->pos += k;
+        data = r->bf_in;
+        dlen = r->bf_in_len;
+        complete = mg_http_parser_done(&r->rparser);
+    } else if (r->resp_left >= 0) {
+        dlen = (size_t) mg_min((int64_t) avail, r->resp_left);
+        r->resp_left -= (int64_t) dlen;
+        b->pos += dlen;
+        complete = r->resp_left == 0;
+    } else {
+        dlen = avail;
+        b->pos += dlen;
+    }
+    if ((dlen || complete) && mg_proxy_emit(r, data, dlen, complete) != MG_OK) {
+        if (!r->response_started) {
+            r->nout = 0;
+            mg_http_send_error(r, 500, NULL);
+        } else {
+            mg_http_request_abort(r, "body_filter failed");
+        }
+        return MG_ERROR;
+    }
+    if (complete) {
+        r->response_done = 1;
+    }
+    rc = mg_http_write_out(r);
+    if (rc == MG_ERROR) {
+        return MG_ERROR;
+    }
+    if (rc == MG_AGAIN) {
+        ev_io_stop(mg_worker->loop, &u->rev);
+        return MG_AGAIN;
+    }
+    if (b->pos == b->last) {
+        b->pos = b->last = b->start;
+    }
+    if (complete) {
+        mg_proxy_finish(r);
+        return MG_DONE;
+    }
+    return MG_OK;
+}
+
 /* Consume what u->in holds.  MG_OK: read more; MG_AGAIN: client blocked;
  * MG_DONE/MG_ERROR: the request is finished or gone. */
 static int
@@ -1323,6 +1449,9 @@ mg_proxy_process(mg_request_t *r)
         break;
     }
 
+    if (r->lua_bf && !r->resp_no_body) {
+        return mg_proxy_process_filtered(r, u, b);
+    }
     avail = mg_buf_len(b);
     if (r->resp_no_body) {
         complete = 1;
@@ -1419,6 +1548,15 @@ mg_proxy_read(mg_request_t *r)
                 mg_upconn_close(u);
                 r->upstream_end = mg_time_now;
                 r->ustate = MG_REQ_UPSTREAM_DONE;
+                if (r->lua_bf) {
+                    if (mg_proxy_emit(r, NULL, 0, 1) != MG_OK) {
+                        mg_http_request_abort(r, "body_filter failed");
+                        return;
+                    }
+                    if (mg_http_write_out(r) != MG_OK) {
+                        return;     /* written later, or aborted */
+                    }
+                }
                 if (r->nout == 0) {
                     mg_http_request_done(r);
                 }

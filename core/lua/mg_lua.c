@@ -29,6 +29,7 @@ typedef struct {
     int        phase_ref;
     int        finish_ref;
     uint8_t   *routes;          /* 1 when route i enters Lua */
+    uint16_t  *phases;          /* phases some plugin of route i has */
     size_t     nroutes;
 } mg_lua_vm_t;
 
@@ -340,10 +341,12 @@ mg_lua_runtime_init(mg_runtime_t *rt, const mg_conf_t *conf, char *err,
     }
     vm->nroutes = rt->cf->routes_n;
     vm->routes = calloc(vm->nroutes + 1, 1);
+    vm->phases = calloc(vm->nroutes + 1, sizeof(uint16_t));
     L = luaL_newstate();
-    if (L == NULL || vm->routes == NULL) {
+    if (L == NULL || vm->routes == NULL || vm->phases == NULL) {
         snprintf(err, errlen, "cannot create the Lua VM");
         free(vm->routes);
+        free(vm->phases);
         free(vm);
         return MG_ERROR;
     }
@@ -426,6 +429,23 @@ mg_lua_runtime_init(mg_runtime_t *rt, const mg_conf_t *conf, char *err,
             lua_pop(L, 1);
         }
     }
+    /* which phases each route's plugins implement: phases nobody
+     * implements are never entered */
+    lua_pop(L, 2);
+    lua_getfield(L, -1, "route_phases");
+    for (i = 0; i < vm->nroutes; i++) {
+        if (!vm->routes[i]) {
+            continue;
+        }
+        lua_pushvalue(L, -1);
+        lua_pushinteger(L, (lua_Integer) i);
+        if (lua_pcall(L, 1, 1, 0) == 0 && lua_isnumber(L, -1)) {
+            vm->phases[i] = (uint16_t) lua_tointeger(L, -1);
+        } else {
+            vm->phases[i] = 0xffff;
+        }
+        lua_pop(L, 1);
+    }
     lua_settop(L, 0);
     rt->lua = vm;
     return MG_OK;
@@ -433,6 +453,7 @@ mg_lua_runtime_init(mg_runtime_t *rt, const mg_conf_t *conf, char *err,
 failed:
     lua_close(L);
     free(vm->routes);
+    free(vm->phases);
     free(vm);
     return MG_ERROR;
 }
@@ -447,6 +468,7 @@ mg_lua_runtime_free(mg_runtime_t *rt)
     }
     lua_close(vm->L);
     free(vm->routes);
+    free(vm->phases);
     free(vm);
     rt->lua = NULL;
 }
@@ -506,7 +528,8 @@ mg_lua_resume(mg_request_t *r, int nargs)
 }
 
 static int
-mg_lua_start(mg_request_t *r, int phase)
+mg_lua_start_args(mg_request_t *r, int phase, const char *chunk, size_t n,
+                  int eof)
 {
     mg_lua_vm_t *vm = r->rt->lua;
     lua_State   *L = vm->L;
@@ -521,7 +544,18 @@ mg_lua_start(mg_request_t *r, int phase)
     lua_pushlightuserdata(co, r);
     lua_pushstring(co, r->request_id);
     lua_pushinteger(co, (lua_Integer) r->route->index);
-    return mg_lua_resume(r, 4);
+    if (phase != MG_LUA_PHASE_body_filter) {
+        return mg_lua_resume(r, 4);
+    }
+    lua_pushlstring(co, chunk ? chunk : "", n);
+    lua_pushboolean(co, eof);
+    return mg_lua_resume(r, 6);
+}
+
+static int
+mg_lua_start(mg_request_t *r, int phase)
+{
+    return mg_lua_start_args(r, phase, NULL, 0, 0);
 }
 
 static void
@@ -558,7 +592,10 @@ mg_lua_continue(mg_request_t *r, int resuming)
 void
 mg_lua_access(mg_request_t *r)
 {
+    const mg_lua_vm_t *vm = r->rt->lua;
+
     r->lua = 1;
+    r->lua_bf = (vm->phases[r->route->index] & MG_LUA_PHASE_body_filter) != 0;
     r->lua_ref = LUA_NOREF;
     r->lua_stage = MG_LUA_PHASE_rewrite;
     mg_lua_continue(r, 0);
@@ -594,6 +631,86 @@ mg_lua_header_filter(mg_request_t *r)
     }
     rc = mg_lua_run_sync(r, MG_LUA_PHASE_header_filter);
     return rc == MG_ERROR ? MG_ERROR : MG_OK;
+}
+
+static void
+mg_lua_free_cb(void *p)
+{
+    free(*(char **) p);
+    *(char **) p = NULL;
+}
+
+/* Grow a request's malloc'd buffer (freed with the request's arena). */
+static int
+mg_lua_grow(mg_request_t *r, char **buf, size_t *cap, size_t need)
+{
+    size_t nc;
+    char  *nb;
+
+    if (need <= *cap) {
+        return MG_OK;
+    }
+    nc = *cap ? *cap : 4096;
+    while (nc < need) {
+        nc *= 2;
+    }
+    if (*buf == NULL && mg_pool_cleanup_add(r->pool, mg_lua_free_cb, buf)
+                            != MG_OK)
+    {
+        return MG_ERROR;
+    }
+    nb = realloc(*buf, nc);
+    if (nb == NULL) {
+        return MG_ERROR;
+    }
+    *buf = nb;
+    *cap = nc;
+    return MG_OK;
+}
+
+int
+mg_lua_bf_collect(void *ctx, const char *p, size_t n)
+{
+    mg_request_t *r = ctx;
+
+    if (mg_lua_grow(r, &r->bf_in, &r->bf_in_cap, r->bf_in_len + n) != MG_OK) {
+        return 1;
+    }
+    memcpy(r->bf_in + r->bf_in_len, p, n);
+    r->bf_in_len += n;
+    return 0;
+}
+
+int
+mg_lua_body_filter(mg_request_t *r, const char *p, size_t n, int eof,
+                   const char **out, size_t *outn)
+{
+    int rc;
+
+    r->bf_replaced = 0;
+    rc = mg_lua_start_args(r, MG_LUA_PHASE_body_filter, p, n, eof);
+    if (rc == MG_AGAIN) {
+        mg_log_error("*%llu a plugin tried to wait in the body_filter phase, "
+                     "where yielding is not allowed",
+                     (unsigned long long) r->conn->id);
+        if (ev_is_active(&r->lua_timer)) {
+            ev_timer_stop(mg_worker->loop, &r->lua_timer);
+        }
+        mg_lua_drop_thread(r);
+        rc = MG_ERROR;
+    }
+    r->lua_stage = 0;
+    if (rc == MG_ERROR) {
+        return MG_ERROR;
+    }
+    if (r->bf_replaced) {
+        *out = r->bf_out;
+        *outn = r->bf_out_len;
+    } else {
+        *out = p;
+        *outn = n;
+    }
+    return MG_OK;
 }
 
 void
@@ -1134,11 +1251,20 @@ mg_lua_resp_source(void *r)
 int
 mg_lua_resp_set_chunk(void *r, const char *p, size_t n)
 {
-    (void) r;
-    (void) p;
-    (void) n;
-    mg_lua_set_error("%s", "the body_filter phase is not run by this build");
-    return MG_ERROR;
+    if (R->lua_stage != MG_LUA_PHASE_body_filter) {
+        mg_lua_set_error("%s", "the chunk can only be set in body_filter");
+        return MG_ERROR;
+    }
+    if (mg_lua_grow(R, &R->bf_out, &R->bf_out_cap, n + 1) != MG_OK) {
+        mg_lua_set_error("%s", "out of memory");
+        return MG_ERROR;
+    }
+    if (n) {
+        memcpy(R->bf_out, p, n);
+    }
+    R->bf_out_len = n;
+    R->bf_replaced = 1;
+    return MG_OK;
 }
 
 /* --- FFI API: waits and misc ------------------------------------------- */

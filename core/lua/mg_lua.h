@@ -45,6 +45,18 @@ void mg_lua_body_input(mg_request_t *r);
  * MG_OK or MG_ERROR (a plugin failed; the caller answers 500 if it can). */
 int mg_lua_header_filter(mg_request_t *r);
 
+/*
+ * body_filter on one piece of the response body (decoded, whatever the
+ * upstream's framing), eof set on the last call.  out and outn get what to
+ * send: the piece itself or a plugin's replacement (valid until the next
+ * call).  Synchronous: the phase may not wait.  MG_OK or MG_ERROR.
+ */
+int mg_lua_body_filter(mg_request_t *r, const char *p, size_t n, int eof,
+                       const char **out, size_t *outn);
+
+/* mg_http_body_pt collecting decoded chunked bytes into r->bf_in. */
+int mg_lua_bf_collect(void *ctx, const char *p, size_t n);
+
 /* log phase then the end of the request's Lua state; called once when the
  * request ends, whatever way it ends. */
 void mg_lua_request_end(mg_request_t *r);

@@ -5,7 +5,7 @@
 local H = require "moongate"
 
 local FIXTURES = H.root .. "/spec/fixtures/plugins/?.lua;;"
-local PLUGINS = "bundled,sleeper,exiter,crasher,headers,ctx-check,body-reader"
+local PLUGINS = "bundled,sleeper,exiter,crasher,headers,ctx-check,body-reader,upper-stream,body-replace"
 
 describe("e2e plugins", function()
   local mock, gw
@@ -29,6 +29,10 @@ describe("e2e plugins", function()
                 plugins = { { name = "crasher" } } },
               { name = "body", paths = { "/body" },
                 plugins = { { name = "body-reader", config = { upper = true } } } },
+              { name = "upper", paths = { "/upper" },
+                plugins = { { name = "upper-stream" } } },
+              { name = "replace", paths = { "/replace" },
+                plugins = { { name = "body-replace", config = { tag = "x1" } } } },
               { name = "hdr", paths = { "/hdr" },
                 plugins = { { name = "headers",
                               config = { name = "X-Added", value = "v1" } } } },
@@ -137,6 +141,45 @@ describe("e2e plugins", function()
     local echo = H.echo(res)
     assert.equals("HELLO WORLD", echo.body)
     assert.is_false(echo.chunked)
+  end)
+
+  it("runs body_filter on every piece of a stream, without holding it back", function()
+    for _ = 1, 2 do
+      local c = assert(H.connect(gw.port))
+      local t0 = H.now()
+      assert(c:send(H.request_bytes { path = "/upper/sse?n=4&interval_ms=300" }))
+      local res = assert(c:read_response({ timeout = 10, stream = true }))
+      c:close()
+      assert.equals(200, res.status)
+      assert.equals("chunked", res.headers["transfer-encoding"])
+      assert.is_nil(res.headers["content-length"])
+      -- upper-cased events
+      assert.matches('DATA: {"I":0', res.body, 1, true)
+      assert.matches("DATA: [DONE]", res.body, 1, true)
+      assert.is_nil(res.body:find("data:", 1, true))
+      assert.is_true(H.now() - t0 >= 0.9)
+    end
+  end)
+
+  it("streams the first filtered event before the upstream sends the last", function()
+    local c = assert(H.connect(gw.port))
+    assert(c:send(H.request_bytes { path = "/upper/sse?n=3&interval_ms=400" }))
+    local t0 = H.now()
+    assert.equals(1, H.first_readable({ c }, 5))
+    local first = H.now() - t0
+    c:close()
+    assert.is_true(first < 0.35, "first bytes after " .. first .. " s")
+  end)
+
+  it("lets body_filter replace the whole body", function()
+    for _ = 1, 2 do
+      local res = assert(H.request(gw.port, { path = "/replace/bytes/30000" }))
+      assert.equals(200, res.status)
+      local j = res:json()
+      assert.is_true(j.replaced)
+      assert.equals("x1", j.tag)
+      assert.equals(30000, j.original_len)
+    end
   end)
 
   it("runs the log phase after the response", function()
