@@ -17,8 +17,10 @@
 -- ngx.exit(ngx.OK) ends the running plugin handler only (in OpenResty it
 -- would end Kong's whole phase handler, skipping the other plugins).
 --
--- Not in this build (their tables raise a clear error when used): ngx.re,
--- ngx.timer, ngx.shared, ngx.socket, ngx.thread, ngx.location.  The
+-- ngx.re is moongate.re (PCRE2 through the FFI); where it cannot load (no
+-- FFI, no libpcre2-8) it joins what is not in this build (their tables
+-- raise a clear error when used): ngx.timer, ngx.shared, ngx.socket,
+-- ngx.thread, ngx.location.  The
 -- digests are pure Lua for now (moongate.digest); they move to mbedTLS
 -- through the FFI API later.
 
@@ -962,7 +964,19 @@ local function missing(name)
     })
 end
 
-ngx.re = missing("ngx.re")
+local re_ok, re = pcall(require, "moongate.re")
+if re_ok then
+    ngx.re = {
+        match = re.match, find = re.find, gmatch = re.gmatch,
+        sub = re.sub, gsub = re.gsub, split = re.split, opt = re.opt,
+    }
+    -- lua-resty-core's `require "ngx.re"` (split, opt), for Kong code
+    if package.loaded["ngx.re"] == nil then
+        package.loaded["ngx.re"] = { split = re.split, opt = re.opt }
+    end
+else
+    ngx.re = missing("ngx.re")
+end
 ngx.timer = missing("ngx.timer")
 ngx.shared = missing("ngx.shared")
 ngx.socket = missing("ngx.socket")

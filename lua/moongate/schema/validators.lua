@@ -21,6 +21,8 @@ local pcall = pcall
 local tonumber = tonumber
 local tostring = tostring
 local setmetatable = setmetatable
+local rawget = rawget
+local require = require
 local find = string.find
 local sub = string.sub
 local byte = string.byte
@@ -167,10 +169,29 @@ local function regex_syntax_ok(re)
     return depth == 0
 end
 
+-- The PCRE matcher: ngx.re's when its table really has one (rawget: the
+-- placeholder moongate.ngx leaves without PCRE raises on any field), else
+-- moongate.re when it loads (LuaJIT before ngx is installed), else none.
+local re_module             -- moongate.re, or false once it failed to load
+
+local function pcre_match()
+    local g = rawget(_G, "ngx")
+    local ngx_re = type(g) == "table" and rawget(g, "re")
+    local m = type(ngx_re) == "table" and rawget(ngx_re, "match")
+    if m then
+        return m
+    end
+    if re_module == nil then
+        local ok, re = pcall(require, "moongate.re")
+        re_module = ok and re or false
+    end
+    return re_module and re_module.match or nil
+end
+
 local function regex_compiles(re)
-    local ngx_re = ngx and ngx.re
-    if ngx_re and ngx_re.match then
-        local _, err = ngx_re.match("any string", re)
+    local m = pcre_match()
+    if m then
+        local _, err = m("any string", re)
         return err == nil
     end
     return regex_syntax_ok(re)
