@@ -1,8 +1,8 @@
 /*
- * main.c -- the command line: start, stop, quit, reload, check, version,
- * help.  `start` runs the master (mg_master.c) in the foreground unless
- * --daemon is given; the signal verbs find the master through the pid file
- * under the prefix.
+ * main.c -- the command line: start, stop, quit, reload, check, plugin,
+ * version, help.  `start` runs the master (mg_master.c) in the foreground
+ * unless --daemon is given; the signal verbs find the master through the
+ * pid file under the prefix; `plugin` is core/cli/mg_cli_plugin.c.
  */
 #include <errno.h>
 #include <signal.h>
@@ -11,9 +11,12 @@
 #include <unistd.h>
 #include "mg_core.h"
 #include "base/mg_log.h"
+#include "cli/mg_cli.h"
 #include "conf/mg_conf.h"
 #include "conf/mg_config.h"
 #include "event/mg_event.h"
+#include "lua/mg_lua.h"
+#include "upstream/mg_upstream.h"
 
 static void
 mg_usage(FILE *f)
@@ -32,6 +35,11 @@ mg_usage(FILE *f)
         "  check FILE                              validate a declarative file\n"
         "                                          (.yml/.yaml/.json) or a\n"
         "                                          moongate.conf (.conf)\n"
+        "  plugin install FILE [-p PREFIX]         install a plugin rock (.rockspec\n"
+        "                                          or .rock) into PREFIX/rocks,\n"
+        "                                          offline, with luarocks\n"
+        "  plugin list [-p PREFIX]                 the rocks in PREFIX/rocks and\n"
+        "                                          whether their plugins are enabled\n"
         "  version                                 print the version\n"
         "  help                                    this text\n"
         "\n"
@@ -47,14 +55,15 @@ typedef struct {
     const char *file;
 } mg_args_t;
 
+/* Options and the one FILE operand from argv[first] on. */
 static int
-mg_parse_args(int argc, char **argv, mg_args_t *a)
+mg_parse_args(int argc, char **argv, int first, mg_args_t *a)
 {
     int i;
 
     memset(a, 0, sizeof(*a));
     a->wait = 60;
-    for (i = 2; i < argc; i++) {
+    for (i = first; i < argc; i++) {
         if ((strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--conf") == 0)
             && i + 1 < argc)
         {
@@ -184,11 +193,44 @@ mg_cmd_check(const mg_args_t *a)
         mg_config_errors_free(&errs);
         return 1;
     }
+    mg_config_errors_free(&errs);
+    if (cf->plugins_n > 0) {
+        /* plugins: load them and validate their configs against their
+         * schemas exactly as a start would (the `plugins` property and
+         * lua_package_path come from -c FILE / the environment) */
+        char          cbuf[4096];
+        mg_conf_t    *conf = mg_conf_load(mg_conf_default(a, cbuf, sizeof(cbuf)),
+                                          a->prefix, err, sizeof(err));
+        mg_runtime_t *rt;
+        int           rc;
+
+        if (conf == NULL) {
+            fprintf(stderr, "%s\n", err);
+            mg_config_free(cf);
+            return 1;
+        }
+        rt = mg_runtime_build(cf, err, sizeof(err));
+        rc = rt ? mg_lua_runtime_init(rt, conf, err, sizeof(err)) : MG_ERROR;
+        if (rc != MG_OK) {
+            fprintf(stderr, "%s: %s\n", a->file, err);
+        } else {
+            printf("%s: ok (%zu services, %zu routes, %zu upstreams, "
+                   "%zu targets, %zu consumers, %zu plugins)\n", a->file,
+                   cf->services_n, cf->routes_n, cf->upstreams_n,
+                   cf->targets_n, cf->consumers_n, cf->plugins_n);
+        }
+        if (rt) {
+            mg_runtime_free(rt);        /* frees cf with it */
+        } else {
+            mg_config_free(cf);
+        }
+        mg_conf_free(conf);
+        return rc == MG_OK ? 0 : 1;
+    }
     printf("%s: ok (%zu services, %zu routes, %zu upstreams, %zu targets, "
            "%zu consumers, %zu plugins)\n", a->file, cf->services_n,
            cf->routes_n, cf->upstreams_n, cf->targets_n, cf->consumers_n,
            cf->plugins_n);
-    mg_config_errors_free(&errs);
     mg_config_free(cf);
     return 0;
 }
@@ -217,7 +259,24 @@ main(int argc, char **argv)
         printf("moongate %s\n", MOONGATE_VERSION);
         return 0;
     }
-    if (mg_parse_args(argc, argv, &a) != MG_OK) {
+    if (strcmp(cmd, "plugin") == 0) {
+        /* moongate plugin VERB [FILE] [options] */
+        const char *verb = argc > 2 ? argv[2] : "";
+
+        if (mg_parse_args(argc, argv, 3, &a) != MG_OK) {
+            return 2;
+        }
+        if (strcmp(verb, "install") == 0) {
+            return mg_cli_plugin_install(a.file, a.conf, a.prefix);
+        }
+        if (strcmp(verb, "list") == 0 && a.file == NULL) {
+            return mg_cli_plugin_list(a.conf, a.prefix);
+        }
+        fprintf(stderr, "moongate: plugin needs install FILE or list\n\n");
+        mg_usage(stderr);
+        return 2;
+    }
+    if (mg_parse_args(argc, argv, 2, &a) != MG_OK) {
         return 2;
     }
     if (strcmp(cmd, "start") == 0) {

@@ -157,6 +157,11 @@ static const mg_conf_prop_t mg_conf_props[] = {
       "./?.lua;./?/init.lua;", 0, 0 },
     { "lua_package_cpath", MG_CONF_T_STR_EMPTY, F(lua_package_cpath), "",
       0, 0 },
+    /* "name size, ..." (OpenResty's lua_shared_dict directives); parsed
+     * and checked by core/store/mg_shdict.c when the master creates them */
+    { "lua_shared_dict", MG_CONF_T_STR_EMPTY, F(lua_shared_dict),
+      "kong 5m, kong_locks 8m, kong_rate_limiting_counters 12m, "
+      "moongate_cache 16m", 0, 0 },
 
     { "role", MG_CONF_T_ROLE, F(role), "traditional", 0, 0 },
     { "cluster_control_plane", MG_CONF_T_OPTSTR, F(cluster_control_plane),

@@ -103,6 +103,7 @@ struct mg_conf_s {
     const char       *plugins;           /* "bundled" */
     const char       *lua_package_path;
     const char       *lua_package_cpath;
+    const char       *lua_shared_dict;   /* "name size, ..." (mg_shdict) */
 
     /*
      * Added for later issues: parsed, validated and kept, no behaviour yet.

@@ -35,6 +35,7 @@
 #include "../upstream/mg_health.h"
 #include "../tls/mg_tls.h"
 #include "../lua/mg_lua.h"
+#include "../store/mg_shdict.h"
 
 #define MG_MAX_WORKERS 256
 
@@ -249,6 +250,12 @@ mg_gen_load(mg_gen_t *g, char *err, size_t errlen)
      * generation: it must exist before they fork */
     g->rt->health = mg_health_create(g->rt, err, errlen);
     if (g->rt->health == NULL) {
+        return MG_ERROR;
+    }
+    /* ngx.shared dictionaries: one shared mapping, before the workers
+     * fork and before the plugins load (init-time code may use them); an
+     * unchanged lua_shared_dict keeps the mapping, and so its contents */
+    if (mg_shdict_create_all(g->conf, err, errlen) != MG_OK) {
         return MG_ERROR;
     }
     /* plugins load (and their configs validate) here, before any worker

@@ -119,4 +119,45 @@ int mg_lua_worker_id(void);
 int mg_lua_worker_count(void);
 int mg_lua_worker_pid(void);
 
+/* --- shared dictionaries (ngx.shared.DICT) -------------------------- */
+/*
+ * The `lua_shared_dict` dictionaries, one set shared by every worker of a
+ * generation (core/store/mg_shdict.c).  `d` is an index from
+ * mg_shdict_find (0 .. mg_shdict_count() - 1).  Keys are 1..65535 bytes;
+ * times are seconds (kept to the millisecond), exptime 0 = never expires.
+ * Value types are Lua's tags, as ngx_lua's: 0 nil, 1 boolean (num 0 or 1),
+ * 3 number, 4 string.  Failures return MG_DECLINED ("not found", "exists")
+ * or MG_ERROR ("no memory", "not a number", ...) with a static reason in
+ * *err.  Strings handed back (values, names, keys) live in a per-process
+ * buffer valid until the next mg_shdict_* call.  *forcible is set when
+ * live items were evicted (least recently used first) to make room.
+ */
+int mg_shdict_count(void);
+int mg_shdict_name(int d, const char **p, size_t *n);
+int mg_shdict_find(const char *name, size_t nl);      /* d, MG_DECLINED */
+/* MG_OK with the value; MG_DECLINED when absent, or expired unless
+ * get_stale (then MG_OK and *stale = 1) */
+int mg_shdict_get(int d, const char *k, size_t kl, int get_stale, int *type,
+                  double *num, const char **str, size_t *sl, int *flags,
+                  int *stale);
+/* op: 0 set, 1 add, 2 replace, | 4 safe (never evict); type 0 deletes */
+int mg_shdict_store(int d, int op, const char *k, size_t kl, int type,
+                    double num, const char *s, size_t sl, double exptime,
+                    int flags, int *forcible, const char **err);
+/* *value becomes the stored number + *value, or init + *value stored with
+ * init_ttl when the key is absent or expired and has_init is set */
+int mg_shdict_incr(int d, const char *k, size_t kl, double *value,
+                   int has_init, double init, double init_ttl, int *forcible,
+                   const char **err);
+/* seconds left (0: never expires; negative: expired), MG_DECLINED */
+int mg_shdict_ttl(int d, const char *k, size_t kl, double *ttl);
+int mg_shdict_expire(int d, const char *k, size_t kl, double exptime);
+int mg_shdict_flush_all(int d);                       /* expire them all */
+int mg_shdict_flush_expired(int d, int max);          /* count removed */
+/* live keys, most recently used first, at most max (0: all): returns the
+ * count; *p holds them as "<length>:<key>" records */
+int mg_shdict_get_keys(int d, int max, const char **p, size_t *n);
+double mg_shdict_capacity(int d);                     /* bytes */
+double mg_shdict_free_space(int d);                   /* bytes in free pages */
+
 #endif /* MG_LUA_API_H */

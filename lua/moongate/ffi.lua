@@ -86,6 +86,26 @@ double mg_lua_update_time(void);
 int mg_lua_worker_id(void);
 int mg_lua_worker_count(void);
 int mg_lua_worker_pid(void);
+
+int mg_shdict_count(void);
+int mg_shdict_name(int d, const char **p, size_t *n);
+int mg_shdict_find(const char *name, size_t nl);
+int mg_shdict_get(int d, const char *k, size_t kl, int get_stale, int *type,
+                  double *num, const char **str, size_t *sl, int *flags,
+                  int *stale);
+int mg_shdict_store(int d, int op, const char *k, size_t kl, int type,
+                    double num, const char *s, size_t sl, double exptime,
+                    int flags, int *forcible, const char **err);
+int mg_shdict_incr(int d, const char *k, size_t kl, double *value,
+                   int has_init, double init, double init_ttl, int *forcible,
+                   const char **err);
+int mg_shdict_ttl(int d, const char *k, size_t kl, double *ttl);
+int mg_shdict_expire(int d, const char *k, size_t kl, double exptime);
+int mg_shdict_flush_all(int d);
+int mg_shdict_flush_expired(int d, int max);
+int mg_shdict_get_keys(int d, int max, const char **p, size_t *n);
+double mg_shdict_capacity(int d);
+double mg_shdict_free_space(int d);
 ]]
 
 -- MG_LOG_* of core/base/mg_log.h (mg_lua_log's level)

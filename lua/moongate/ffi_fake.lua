@@ -72,6 +72,7 @@ function fake.reset()
     fake.logs = {}
     fake.clock = 1700000000.25
     last_error = ""
+    fake.shdict_clear()
 end
 
 --- Headers as a list of {name, value}: accepts that, or a map
@@ -485,6 +486,315 @@ function fake.mg_lua_update_time() return fake.clock end
 function fake.mg_lua_worker_id() return fake.worker.id end
 function fake.mg_lua_worker_count() return fake.worker.count end
 function fake.mg_lua_worker_pid() return fake.worker.pid end
+
+-- shared dictionaries ------------------------------------------------------
+-- One in-Lua dictionary per `lua_shared_dict` entry (fake.shdict_setup
+-- sets the list; the defaults are the property's), with the core's
+-- semantics over fake.clock: expiry, LRU order, eviction from the LRU tail
+-- when `capacity` would be exceeded (an item counts 64 bytes plus its key
+-- and value), safe stores that never evict.  One process only, of course.
+
+local SHDICT_DEFAULTS = {
+    { "kong", 5 * 1048576 }, { "kong_locks", 8 * 1048576 },
+    { "kong_rate_limiting_counters", 12 * 1048576 },
+    { "moongate_cache", 16 * 1048576 },
+}
+local SH_NIL, SH_STRING = 0, 4
+local SH_ADD, SH_REPLACE, SH_SAFE = 1, 2, 4
+
+local shdicts = {}
+local sh_tick = 0
+
+--- Declare the fake's dictionaries: { { name, bytes }... } (nil: the
+-- defaults).  Every dictionary starts empty.
+function fake.shdict_setup(list)
+    shdicts = {}
+    for i, e in ipairs(list or SHDICT_DEFAULTS) do
+        shdicts[i] = { name = e[1], capacity = e[2], used = 0, items = {},
+                       n = 0 }
+    end
+end
+fake.shdict_setup()
+
+--- Empty every dictionary, keeping the list (fake.reset calls it).
+function fake.shdict_clear()
+    for _, sd in ipairs(shdicts) do
+        sd.items, sd.used, sd.n = {}, 0, 0
+    end
+end
+
+local function sh_dict(d)
+    return shdicts[d + 1]
+end
+
+local function sh_expired(it)
+    return it.expires ~= 0 and it.expires <= fake.clock
+end
+
+local function sh_expires(exptime)
+    if exptime > 0 then
+        return fake.clock + math.floor(exptime * 1000) / 1000
+    end
+    return 0
+end
+
+local function sh_touch(it)
+    sh_tick = sh_tick + 1
+    it.tick = sh_tick
+end
+
+local function sh_delete(sd, key)
+    local it = sd.items[key]
+    if it then
+        sd.items[key] = nil
+        sd.used = sd.used - it.size
+        sd.n = sd.n - 1
+    end
+end
+
+-- items least recently used first
+local function sh_lru(sd)
+    local list = {}
+    for k, it in pairs(sd.items) do
+        list[#list + 1] = { k, it }
+    end
+    table.sort(list, function(a, b) return a[2].tick < b[2].tick end)
+    return list
+end
+
+local function sh_insert(sd, key, it, safe, forcible)
+    it.size = 64 + #key + (it.type == SH_STRING and #it.str or 8)
+    if it.size > sd.capacity then
+        return false
+    end
+    if sd.used + it.size > sd.capacity then
+        if safe then
+            return false
+        end
+        local lru = sh_lru(sd)
+        for i = 1, math.min(30, #lru) do
+            sh_delete(sd, lru[i][1])
+            forcible[0] = 1
+            if sd.used + it.size <= sd.capacity then
+                break
+            end
+        end
+        if sd.used + it.size > sd.capacity then
+            return false
+        end
+    end
+    sh_touch(it)
+    sd.items[key] = it
+    sd.used = sd.used + it.size
+    sd.n = sd.n + 1
+    return true
+end
+
+function fake.mg_shdict_count() return #shdicts end
+
+function fake.mg_shdict_name(d, p, n)
+    local sd = sh_dict(d)
+    if not sd then
+        return DECLINED
+    end
+    return out(p, n, sd.name)
+end
+
+function fake.mg_shdict_find(name, nl)
+    name = sub(name, nl)
+    for i, sd in ipairs(shdicts) do
+        if sd.name == name then
+            return i - 1
+        end
+    end
+    return DECLINED
+end
+
+function fake.mg_shdict_get(d, k, kl, get_stale, typ, num, str, sl, flags,
+                            stale)
+    local sd = sh_dict(d)
+    typ[0], num[0], str[0], sl[0], flags[0], stale[0] = SH_NIL, 0, nil, 0,
+                                                         0, 0
+    if not sd or kl == 0 then
+        return ERROR
+    end
+    local it = sd.items[sub(k, kl)]
+    if not it or (sh_expired(it) and get_stale == 0) then
+        return DECLINED
+    end
+    if sh_expired(it) then
+        stale[0] = 1
+    else
+        sh_touch(it)
+    end
+    typ[0], num[0], flags[0] = it.type, it.num or 0, it.flags
+    if it.type == SH_STRING then
+        out(str, sl, it.str)
+    end
+    return OK
+end
+
+function fake.mg_shdict_store(d, op, k, kl, typ, num, s, sl, exptime, flags,
+                              forcible, err)
+    local sd = sh_dict(d)
+    forcible[0] = 0
+    if not sd then
+        err[0] = "no such dictionary"
+        return ERROR
+    end
+    if typ == SH_NIL and op % 4 ~= 0 then
+        err[0] = "attempt to add or replace nil values"
+        return ERROR
+    end
+    local key = sub(k, kl)
+    local it = sd.items[key]
+    local live = it and not sh_expired(it)
+    if op % 4 == SH_REPLACE and not live then
+        err[0] = "not found"
+        return DECLINED
+    end
+    if op % 2 == SH_ADD and live then
+        err[0] = "exists"
+        return DECLINED
+    end
+    sh_delete(sd, key)
+    if typ == SH_NIL then
+        return OK
+    end
+    local new = { type = typ, num = num, flags = flags,
+                  expires = sh_expires(exptime) }
+    if typ == SH_STRING then
+        new.str = sub(s, sl)
+    end
+    if not sh_insert(sd, key, new, op >= SH_SAFE, forcible) then
+        err[0] = "no memory"
+        return ERROR
+    end
+    return OK
+end
+
+function fake.mg_shdict_incr(d, k, kl, value, has_init, init, init_ttl,
+                             forcible, err)
+    local sd = sh_dict(d)
+    forcible[0] = 0
+    if not sd then
+        err[0] = "no such dictionary"
+        return ERROR
+    end
+    local key = sub(k, kl)
+    local it = sd.items[key]
+    if not it or sh_expired(it) then
+        if has_init == 0 then
+            err[0] = "not found"
+            return DECLINED
+        end
+        sh_delete(sd, key)
+        local new = { type = 3, num = init + value[0], flags = 0,
+                      expires = sh_expires(init_ttl) }
+        if not sh_insert(sd, key, new, false, forcible) then
+            err[0] = "no memory"
+            return ERROR
+        end
+        value[0] = new.num
+        return OK
+    end
+    if it.type ~= 3 then
+        err[0] = "not a number"
+        return ERROR
+    end
+    it.num = it.num + value[0]
+    sh_touch(it)
+    value[0] = it.num
+    return OK
+end
+
+function fake.mg_shdict_ttl(d, k, kl, ttl)
+    local sd = sh_dict(d)
+    ttl[0] = 0
+    if not sd then
+        return ERROR
+    end
+    local it = sd.items[sub(k, kl)]
+    if not it then
+        return DECLINED
+    end
+    if it.expires ~= 0 then
+        ttl[0] = it.expires - fake.clock
+    end
+    return OK
+end
+
+function fake.mg_shdict_expire(d, k, kl, exptime)
+    local sd = sh_dict(d)
+    if not sd then
+        return ERROR
+    end
+    local it = sd.items[sub(k, kl)]
+    if not it then
+        return DECLINED
+    end
+    it.expires = sh_expires(exptime)
+    return OK
+end
+
+function fake.mg_shdict_flush_all(d)
+    local sd = sh_dict(d)
+    if not sd then
+        return ERROR
+    end
+    for _, it in pairs(sd.items) do
+        it.expires = 1
+    end
+    return OK
+end
+
+function fake.mg_shdict_flush_expired(d, max)
+    local sd = sh_dict(d)
+    if not sd then
+        return ERROR
+    end
+    local n = 0
+    for _, e in ipairs(sh_lru(sd)) do
+        if max > 0 and n >= max then
+            break
+        end
+        if sh_expired(e[2]) then
+            sh_delete(sd, e[1])
+            n = n + 1
+        end
+    end
+    return n
+end
+
+function fake.mg_shdict_get_keys(d, max, p, n)
+    local sd = sh_dict(d)
+    p[0], n[0] = "", 0
+    if not sd then
+        return ERROR
+    end
+    local lru, recs, count = sh_lru(sd), {}, 0
+    for i = #lru, 1, -1 do
+        if max > 0 and count >= max then
+            break
+        end
+        if not sh_expired(lru[i][2]) then
+            count = count + 1
+            recs[count] = #lru[i][1] .. ":" .. lru[i][1]
+        end
+    end
+    out(p, n, table.concat(recs))
+    return count
+end
+
+function fake.mg_shdict_capacity(d)
+    local sd = sh_dict(d)
+    return sd and sd.capacity or 0
+end
+
+function fake.mg_shdict_free_space(d)
+    local sd = sh_dict(d)
+    return sd and (sd.capacity - sd.used) or 0
+end
 
 --- The log lines whose message contains `text` (plain find).
 function fake.logged(text, level)

@@ -19,8 +19,8 @@
 --
 -- ngx.re is moongate.re (PCRE2 through the FFI); where it cannot load (no
 -- FFI, no libpcre2-8) it joins what is not in this build (their tables
--- raise a clear error when used): ngx.timer, ngx.shared, ngx.socket,
--- ngx.thread, ngx.location.  The
+-- raise a clear error when used): ngx.timer, ngx.socket, ngx.thread,
+-- ngx.location.  ngx.shared is moongate.shdict (shared memory).  The
 -- digests are pure Lua for now (moongate.digest); they move to mbedTLS
 -- through the FFI API later.
 
@@ -978,7 +978,7 @@ else
     ngx.re = missing("ngx.re")
 end
 ngx.timer = missing("ngx.timer")
-ngx.shared = missing("ngx.shared")
+ngx.shared = require("moongate.shdict").shared     -- lua_shared_dict
 ngx.socket = missing("ngx.socket")
 ngx.thread = missing("ngx.thread")
 ngx.location = missing("ngx.location")

@@ -13,6 +13,15 @@
 -- package.searchers, so `require` inside a plugin finds its sibling
 -- modules (`kong.plugins.<name>.access`) the same way.
 --
+-- The rocks tree of `moongate plugin install` (<prefix>/rocks, LuaRocks'
+-- Lua 5.1 layout) is added to package.path and package.cpath by
+-- install(), from `moongate.prefix` (set by the core).  It is searched
+-- last: a rock adds modules, it never replaces one of the runtime, of
+-- lua_package_path or of the system (a stray copy of cjson.so or of
+-- kong.db.schema in a tree must not change what the runtime runs).  The
+-- bundled folder (step 2) comes after package.path, so a rock's plugin
+-- must not take a bundled plugin's name -- as in Kong, names are unique.
+--
 -- Loading checks Kong's handler contract (a table, a numeric PRIORITY, a
 -- VERSION "x.y.z") and builds the plugin entity schema from schema.lua
 -- (moongate.schema.new_plugin).  Errors use Kong's messages.
@@ -33,6 +42,7 @@ local match = string.match
 local find = string.find
 local format = string.format
 local concat = table.concat
+local ipairs = ipairs
 
 local _M = {}
 
@@ -86,9 +96,46 @@ local function searcher(modname)
     return concat(tried)
 end
 
---- Install the searcher (once) for plugins under `dir`/plugins.
+-- "a;b" .. ";" .. "c", without doubling separators or adding an entry
+-- twice
+local function append_path(path, entries)
+    for _, e in ipairs(entries) do
+        if not find(";" .. path .. ";", ";" .. e .. ";", 1, true) then
+            if path == "" or find(path, ";$") then
+                path = path .. e
+            else
+                path = path .. ";" .. e
+            end
+        end
+    end
+    return path
+end
+_M.append_path = append_path
+
+--- Put the rocks tree of `prefix` (<prefix>/rocks) on package.path and
+-- package.cpath, last.  Idempotent.
+function _M.add_rocks_tree(prefix)
+    if type(prefix) ~= "string" or prefix == "" then
+        return
+    end
+    local tree = gsub(prefix, "/+$", "") .. "/rocks"
+    package.path = append_path(package.path, {
+        tree .. "/share/lua/5.1/?.lua",
+        tree .. "/share/lua/5.1/?/init.lua",
+    })
+    package.cpath = append_path(package.cpath, {
+        tree .. "/lib/lua/5.1/?.so",
+    })
+end
+
+--- Install the searcher (once) for plugins under `dir`/plugins, and the
+-- rocks tree of `moongate.prefix` on the package paths.
 function _M.install(dir)
     root = dir
+    local mg = rawget(_G, "moongate")
+    if type(mg) == "table" then
+        _M.add_rocks_tree(mg.prefix)
+    end
     if installed then
         return
     end

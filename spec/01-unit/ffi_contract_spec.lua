@@ -29,7 +29,7 @@ local function prototypes(text)
     for decl in text:gmatch("([^;{}]+);") do
         local d = decl:gsub("%s+", " "):gsub("^ ", ""):gsub(" $", "")
         local name = d:match("([%w_]+)%s*%(")
-        if name and name:match("^mg_lua_") then
+        if name and (name:match("^mg_lua_") or name:match("^mg_shdict_")) then
             d = d:gsub("%s*%(%s*", "("):gsub("%s*%)", ")")
                  :gsub("%s*,%s*", ", "):gsub("%s*%*%s*", " *")
             list[#list + 1] = { name = name, sig = d }

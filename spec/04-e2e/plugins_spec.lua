@@ -214,6 +214,26 @@ describe("e2e plugins configuration errors", function()
     H.cleanup()
   end)
 
+  it("has moongate check validate plugin configs against their schemas", function()
+    local dir = H.new_prefix("check")
+    local conf = H.write_file(dir .. "/m.conf",
+      "plugins = " .. PLUGINS .. "\nlua_package_path = " .. FIXTURES .. "\n")
+    local function file(cfg)
+      return H.write_file(dir .. "/kong.json", H.json_encode({
+        _format_version = "3.0", services = { {
+          name = "s", url = "http://127.0.0.1:9", routes = { { paths = { "/" },
+            plugins = { { name = "sleeper", config = cfg } } } } } } }))
+    end
+    local rc, out = H.moongate({ "check", file({ seconds = "x" }), "-c", conf })
+    assert.equals(1, rc)
+    assert.matches("sleeper", out, 1, true)
+    assert.matches("config.seconds", out, 1, true)
+    rc, out = H.moongate({ "check", file({ seconds = 2 }), "-c", conf })
+    assert.equals(0, rc, out)
+    assert.matches(": ok", out, 1, true)
+    H.cleanup()
+  end)
+
   it("refuses a plugin that is not enabled", function()
     local mock = H.start_mockup(1)
     local ok, err = pcall(H.start_gateway, { name = "notenabled",
