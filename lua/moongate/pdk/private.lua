@@ -365,4 +365,44 @@ _M.ERROR_MESSAGES = {
     [511] = "Network authentication required",
 }
 
+--- Header setters shared by kong.response (response head) and
+-- kong.service.request (upstream request): cfn is the FFI function that
+-- records one change in the core, key the ctx field of the Lua overlay
+-- the getters read.  Returns set_one(ctx, name, value|nil, add) and
+-- set_value(ctx, name, string|array, add).
+function _M.header_setter(cfn, key)
+    local function set_one(ctx, name, value, add)
+        local rc = C[cfn](ctx.r, name, #name, value, value and #value or 0,
+                          add and 1 or 0)
+        if rc ~= OK then
+            return nil, _M.last_error()
+        end
+        local m = ctx[key]
+        if not m then
+            m = {}
+            ctx[key] = m
+        end
+        _M.mod(m, name, value, add)
+        return true
+    end
+
+    local function set_value(ctx, name, value, add)
+        if type(value) == "table" then
+            if #value == 0 and not add then
+                return set_one(ctx, name, nil, false)
+            end
+            for i, v in ipairs(value) do
+                local ok, err = set_one(ctx, name, tostring(v), add or i > 1)
+                if not ok then
+                    return nil, err
+                end
+            end
+            return true
+        end
+        return set_one(ctx, name, value, add)
+    end
+
+    return set_one, set_value
+end
+
 return _M

@@ -46,46 +46,9 @@ local CONTENT_TYPE_JSON = "application/json; charset=utf-8"
 
 -- headers -------------------------------------------------------------------
 
-local function mods(ctx)
-    local m = ctx.resp_mods
-    if not m then
-        m = {}
-        ctx.resp_mods = m
-    end
-    return m
-end
-
--- one header change to the core, then to the overlay
-local function set_one(ctx, name, value, add)
-    local rc = C.mg_lua_resp_set_header(ctx.r, name, #name, value,
-                                        value and #value or 0,
-                                        add and 1 or 0)
-    if rc ~= OK then
-        return nil, P.last_error()
-    end
-    P.mod(mods(ctx), name, value, add)
-    return true
-end
-
--- set (or add) a validated value: a string or an array of strings
-local function set_value(ctx, name, value, add)
-    if type(value) == "table" then
-        if #value == 0 then
-            if not add then
-                return set_one(ctx, name, nil, false)
-            end
-            return true
-        end
-        for i, v in ipairs(value) do
-            local ok, err = set_one(ctx, name, tostring(v), add or i > 1)
-            if not ok then
-                return nil, err
-            end
-        end
-        return true
-    end
-    return set_one(ctx, name, value, add)
-end
+-- one header change to the core, then to the overlay (ctx.resp_mods)
+local set_one, set_value = P.header_setter("mg_lua_resp_set_header",
+                                           "resp_mods")
 
 --- The response status: the upstream's, the exit's, or the one set.
 function _M.get_status()

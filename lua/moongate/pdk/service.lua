@@ -76,41 +76,9 @@ end
 
 -- kong.service.request ----------------------------------------------------
 
-local function req_mods(ctx)
-    local m = ctx.req_mods
-    if not m then
-        m = {}
-        ctx.req_mods = m
-    end
-    return m
-end
-
-local function set_one(ctx, name, value, add)
-    local rc = C.mg_lua_upstream_set_header(ctx.r, name, #name, value,
-                                            value and #value or 0,
-                                            add and 1 or 0)
-    if rc ~= OK then
-        return nil, P.last_error()
-    end
-    P.mod(req_mods(ctx), name, value, add)
-    return true
-end
-
-local function set_value(ctx, name, value, add)
-    if type(value) == "table" then
-        if #value == 0 and not add then
-            return set_one(ctx, name, nil, false)
-        end
-        for i, v in ipairs(value) do
-            local ok, err = set_one(ctx, name, tostring(v), add or i > 1)
-            if not ok then
-                return nil, err
-            end
-        end
-        return true
-    end
-    return set_one(ctx, name, value, add)
-end
+-- one header change to the core, then to the overlay (ctx.req_mods)
+local set_one, set_value = P.header_setter("mg_lua_upstream_set_header",
+                                           "req_mods")
 
 --- "http" or "https" toward the upstream.  Recorded; the core connects
 -- with the service's protocol in this build.
