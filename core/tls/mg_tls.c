@@ -196,9 +196,31 @@ mg_tls_bio_recv(void *ctx, unsigned char *buf, size_t len)
 {
     mg_tls_conn_t *t = ctx;
     ssize_t        n;
+    int            ahead;
 
+    if (t->ra_pos < t->ra_len) {
+        n = (ssize_t) mg_min(len, (size_t) (t->ra_len - t->ra_pos));
+        memcpy(buf, t->ra + t->ra_pos, (size_t) n);
+        t->ra_pos += (uint16_t) n;
+        return (int) n;
+    }
+    /* small asks (a header, a small record) read ahead into t->ra */
+    ahead = len < sizeof(t->ra);
     for (;;) {
-        n = recv(t->fd, buf, len, 0);
+        n = recv(t->fd, ahead ? t->ra : buf, ahead ? sizeof(t->ra) : len, 0);
+        if (n > 0 && ahead) {
+            t->ra_len = (uint16_t) n;
+            t->ra_pos = (uint16_t) mg_min(len, (size_t) n);
+            memcpy(buf, t->ra, t->ra_pos);
+            if (!t->rx_started) {
+                t->rx_started = 1;
+                if (t->server != NULL && buf[0] >= 'A' && buf[0] <= 'Z') {
+                    t->plain_http = 1;
+                    return MBEDTLS_ERR_NET_RECV_FAILED;
+                }
+            }
+            return (int) t->ra_pos;
+        }
         if (n > 0) {
             /* A TLS record starts with a content type (20..23) or, for
              * an SSLv2-style hello, a byte with the high bit set; an
@@ -407,6 +429,10 @@ mg_tls_pending(const mg_tls_conn_t *t)
 
     if (n > 0) {
         return n > INT_MAX ? INT_MAX : (int) n;
+    }
+    /* bytes read ahead by the BIO: no socket event will announce them */
+    if (t->ra_pos < t->ra_len) {
+        return t->ra_len - t->ra_pos;
     }
     return mbedtls_ssl_check_pending(&t->ssl) ? 1 : 0;
 }

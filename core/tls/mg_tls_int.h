@@ -107,6 +107,12 @@ struct mg_tls_conn_s {
     uint8_t              sni_len;
     char                 sni[256];
     char                 errbuf[256];
+    /* read-ahead: mbedTLS asks for a record's 5-byte header, then for its
+     * body, then for the next header -- three recv(2) calls per record
+     * without this; with it one recv serves them all */
+    uint16_t             ra_pos;
+    uint16_t             ra_len;
+    unsigned char        ra[4096];
 };
 
 #define mg_tls_conn_of(ssl) ((mg_tls_conn_t *) (void *) (ssl))
