@@ -492,6 +492,9 @@ mg_worker_graceful(void)
         }
     }
     mg_upconn_close_idle(w->rt);
+    if (w->rt && w->rt->lua) {
+        mg_lua_timers_shutdown();
+    }
     ev_timer_init(&w->shutdown_timer, mg_worker_shutdown_timeout_cb,
                   MG_SHUTDOWN_GRACE, 0.);
     ev_timer_start(w->loop, &w->shutdown_timer);

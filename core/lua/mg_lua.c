@@ -28,6 +28,7 @@ typedef struct {
     lua_State *L;
     int        phase_ref;
     int        finish_ref;
+    int        timer_ref;       /* runloop.run_timer, LUA_NOREF if absent */
     uint8_t   *routes;          /* 1 when route i enters Lua */
     uint16_t  *phases;          /* phases some plugin of route i has */
     size_t     nroutes;
@@ -394,6 +395,9 @@ mg_lua_runtime_init(mg_runtime_t *rt, const mg_conf_t *conf, char *err,
     vm->phase_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_getfield(L, -1, "finish");
     vm->finish_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_getfield(L, -1, "run_timer");
+    vm->timer_ref = lua_isfunction(L, -1) ? luaL_ref(L, LUA_REGISTRYINDEX)
+                                          : (lua_pop(L, 1), LUA_NOREF);
 
     doc = mg_lua_init_doc(rt, conf);
     if (doc == NULL) {
@@ -1322,6 +1326,163 @@ mg_lua_update_time(void)
     ev_now_update(mg_worker->loop);
     mg_time_update(ev_now(mg_worker->loop));
     return mg_time_now;
+}
+
+/* --- timers (ngx.timer.at / every) ------------------------------------ */
+
+/*
+ * A timer owns its ev_timer and, while its callback runs, a coroutine of
+ * its own (not a request's): ngx.sleep inside it re-arms the same watcher.
+ * Timers live in the worker only; when the worker stops gracefully the
+ * pending ones run at once with premature = true, as in OpenResty.
+ */
+typedef struct mg_lua_timer_s {
+    ev_timer               w;
+    int                    id;
+    double                 every;
+    int                    co_ref;
+    lua_State             *co;
+    unsigned               running:1;
+    unsigned               sleeping:1;
+    struct mg_lua_timer_s *prev, *next;
+} mg_lua_timer_t;
+
+static mg_lua_timer_t *mg_lua_timers;
+static int             mg_lua_timers_pending, mg_lua_timers_running;
+
+static void
+mg_lua_timer_unlink(mg_lua_timer_t *t)
+{
+    if (t->prev) t->prev->next = t->next; else mg_lua_timers = t->next;
+    if (t->next) t->next->prev = t->prev;
+}
+
+/* Start or resume t's coroutine; clean up or re-arm when it ends. */
+static void
+mg_lua_timer_run(mg_lua_timer_t *t, int premature, int resuming)
+{
+    mg_lua_vm_t *vm = mg_worker->rt->lua;
+    lua_State   *L = vm->L;
+    int          rc;
+
+    if (!resuming) {
+        mg_lua_timers_pending--;
+        mg_lua_timers_running++;
+        t->running = 1;
+        t->co = lua_newthread(L);
+        t->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+        lua_rawgeti(t->co, LUA_REGISTRYINDEX, vm->timer_ref);
+        lua_pushinteger(t->co, t->id);
+        lua_pushboolean(t->co, premature);
+        lua_pushlightuserdata(t->co, t);
+        rc = lua_resume(t->co, 3);
+    } else {
+        rc = lua_resume(t->co, 0);
+    }
+    if (rc == LUA_YIELD) {
+        lua_settop(t->co, 0);
+        return;                 /* sleeping: the watcher resumes it */
+    }
+    if (rc != 0) {
+        mg_log_error("lua timer %d failed: %s", t->id,
+                     lua_isstring(t->co, -1) ? lua_tostring(t->co, -1) : "?");
+    }
+    luaL_unref(L, LUA_REGISTRYINDEX, t->co_ref);
+    t->co = NULL;
+    t->running = 0;
+    mg_lua_timers_running--;
+    if (t->every > 0 && !premature && !mg_worker->shutting_down) {
+        ev_timer_set(&t->w, t->every, 0.);
+        ev_timer_start(mg_worker->loop, &t->w);
+        mg_lua_timers_pending++;
+        return;
+    }
+    mg_lua_timer_unlink(t);
+    free(t);
+}
+
+static void
+mg_lua_ngx_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    mg_lua_timer_t *t = (mg_lua_timer_t *) w;
+
+    (void) revents;
+    ev_timer_stop(loop, w);
+    mg_time_update(ev_now(loop));
+    if (t->sleeping) {
+        t->sleeping = 0;
+        mg_lua_timer_run(t, 0, 1);
+    } else {
+        mg_lua_timer_run(t, 0, 0);
+    }
+    mg_worker_ready_flush();
+}
+
+int
+mg_lua_timer_at(double delay, int id, double every)
+{
+    mg_lua_timer_t *t;
+
+    if (mg_worker == NULL || mg_worker->rt == NULL || mg_worker->rt->lua == NULL
+        || ((mg_lua_vm_t *) mg_worker->rt->lua)->timer_ref == LUA_NOREF)
+    {
+        mg_lua_set_error("%s", "timers run in workers only");
+        return MG_ERROR;
+    }
+    if (mg_worker->shutting_down) {
+        mg_lua_set_error("%s", "process exiting");
+        return MG_ERROR;
+    }
+    t = calloc(1, sizeof(*t));
+    if (t == NULL) {
+        mg_lua_set_error("%s", "out of memory");
+        return MG_ERROR;
+    }
+    t->id = id;
+    t->every = every;
+    t->co_ref = LUA_NOREF;
+    ev_timer_init(&t->w, mg_lua_ngx_timer_cb, delay < 0 ? 0 : delay, 0.);
+    ev_timer_start(mg_worker->loop, &t->w);
+    t->next = mg_lua_timers;
+    if (mg_lua_timers) mg_lua_timers->prev = t;
+    mg_lua_timers = t;
+    mg_lua_timers_pending++;
+    return MG_OK;
+}
+
+int
+mg_lua_timer_sleep(void *tp, double seconds)
+{
+    mg_lua_timer_t *t = tp;
+
+    if (t == NULL || !t->running) {
+        mg_lua_set_error("%s", "not inside a timer");
+        return MG_ERROR;
+    }
+    t->sleeping = 1;
+    ev_timer_set(&t->w, seconds < 0 ? 0 : seconds, 0.);
+    ev_timer_start(mg_worker->loop, &t->w);
+    return MG_AGAIN;
+}
+
+int
+mg_lua_timer_count(int running)
+{
+    return running ? mg_lua_timers_running : mg_lua_timers_pending;
+}
+
+void
+mg_lua_timers_shutdown(void)
+{
+    mg_lua_timer_t *t, *next;
+
+    for (t = mg_lua_timers; t; t = next) {
+        next = t->next;
+        if (!t->running) {
+            ev_timer_stop(mg_worker->loop, &t->w);
+            mg_lua_timer_run(t, 1, 0);      /* premature = true */
+        }
+    }
 }
 
 int mg_lua_worker_id(void) { return mg_worker ? mg_worker->slot : -1; }

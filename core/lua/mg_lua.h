@@ -57,6 +57,9 @@ int mg_lua_body_filter(mg_request_t *r, const char *p, size_t n, int eof,
 /* mg_http_body_pt collecting decoded chunked bytes into r->bf_in. */
 int mg_lua_bf_collect(void *ctx, const char *p, size_t n);
 
+/* The worker stops: pending ngx.timer callbacks run now, premature. */
+void mg_lua_timers_shutdown(void);
+
 /* log phase then the end of the request's Lua state; called once when the
  * request ends, whatever way it ends. */
 void mg_lua_request_end(mg_request_t *r);

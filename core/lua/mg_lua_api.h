@@ -111,6 +111,16 @@ int mg_lua_resp_set_chunk(void *r, const char *p, size_t n);
 /* arm a timer; returns MG_AGAIN: the caller yields, C resumes it */
 int mg_lua_sleep(void *r, double seconds);
 
+/* --- timers (ngx.timer) -------------------------------------------- */
+/* Run runloop.run_timer(id, premature, t) after delay seconds (again every
+ * `every` seconds when > 0) in a coroutine of its own.  MG_ERROR outside a
+ * worker or when the worker is stopping (reason set). */
+int mg_lua_timer_at(double delay, int id, double every);
+/* ngx.sleep inside a timer: t is the timer handle run_timer was given;
+ * returns MG_AGAIN, the caller yields. */
+int mg_lua_timer_sleep(void *t, double seconds);
+int mg_lua_timer_count(int running);   /* running (1) or pending (0) */
+
 /* --- misc ---------------------------------------------------------- */
 void mg_lua_log(int level, const char *msg, size_t n);  /* MG_LOG_* */
 double mg_lua_now(void);               /* cached loop time, seconds */

@@ -24,6 +24,8 @@ local setmetatable = setmetatable
 
 local _M = {
     current = nil,
+    timers = {},        -- ngx.timer callbacks by id (see ngx.timer.at)
+    timer_id = 0,
 }
 
 --- The error value kong.response.exit raises to end the phase: the
@@ -53,7 +55,7 @@ end
 -- core resumes it when the event fired.  Restores `current`.
 function _M.wait(what)
     local ctx = _M.current
-    if not ctx or not ctx.r or running() == nil then
+    if not ctx or not (ctx.r or ctx.timer) or running() == nil then
         error((what or "this function") .. " can only wait inside a " ..
               "request phase", 3)
     end

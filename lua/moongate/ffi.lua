@@ -80,6 +80,10 @@ int mg_lua_resp_set_chunk(void *r, const char *p, size_t n);
 
 int mg_lua_sleep(void *r, double seconds);
 
+int mg_lua_timer_at(double delay, int id, double every);
+int mg_lua_timer_sleep(void *t, double seconds);
+int mg_lua_timer_count(int running);
+
 void mg_lua_log(int level, const char *msg, size_t n);
 double mg_lua_now(void);
 double mg_lua_update_time(void);

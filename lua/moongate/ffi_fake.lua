@@ -471,6 +471,28 @@ function fake.mg_lua_sleep(r, seconds)
     return AGAIN
 end
 
+-- timers (a list the test drives; see fake.timers) -----------------------
+
+fake.timers = {}
+
+function fake.mg_lua_timer_at(delay, id, every)
+    fake.timers[#fake.timers + 1] = { delay = delay, id = id, every = every }
+    return OK
+end
+
+function fake.mg_lua_timer_sleep(t, seconds)
+    t.sleeps = t.sleeps or {}
+    t.sleeps[#t.sleeps + 1] = seconds
+    return AGAIN
+end
+
+function fake.mg_lua_timer_count(running)
+    if running ~= 0 then
+        return 0
+    end
+    return #fake.timers
+end
+
 -- misc --------------------------------------------------------------------
 
 function fake.mg_lua_log(level, msg, n)

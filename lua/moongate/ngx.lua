@@ -249,10 +249,15 @@ function ngx.sleep(seconds)
               "expected)", 2)
     end
     local ctx = context.current
-    if not ctx or not ctx.r then
+    if not ctx or not (ctx.r or ctx.timer) then
         error("API disabled in the context of " .. phases.current(), 2)
     end
-    local rc = C.mg_lua_sleep(ctx.r, seconds)
+    local rc
+    if ctx.timer then
+        rc = C.mg_lua_timer_sleep(ctx.timer, seconds)
+    else
+        rc = C.mg_lua_sleep(ctx.r, seconds)
+    end
     if rc == AGAIN then
         context.wait("ngx.sleep")
         return 1
@@ -977,7 +982,46 @@ if re_ok then
 else
     ngx.re = missing("ngx.re")
 end
-ngx.timer = missing("ngx.timer")
+-- ngx.timer: the callback runs later in a coroutine of its own (no
+-- request: kong.request.* raise), fn(premature, ...); premature is true
+-- when the worker stops before the delay is over.
+local function timer_add(delay, fn, every, ...)
+    if type(delay) ~= "number" or delay < 0 then
+        error("bad argument #1 to 'at' (a non-negative number expected)", 3)
+    end
+    if type(fn) ~= "function" then
+        error("bad argument #2 to 'at' (function expected, got " ..
+              type(fn) .. ")", 3)
+    end
+    context.timer_id = context.timer_id + 1
+    local id = context.timer_id
+    context.timers[id] = { fn = fn, every = every, n = select("#", ...),
+                           args = { ... } }
+    local rc = C.mg_lua_timer_at(delay, id, every or 0)
+    if rc ~= OK then
+        context.timers[id] = nil
+        return nil, P.last_error()
+    end
+    return true
+end
+
+ngx.timer = {
+    at = function(delay, fn, ...)
+        return timer_add(delay, fn, nil, ...)
+    end,
+    every = function(delay, fn, ...)
+        if type(delay) ~= "number" or delay <= 0 then
+            error("bad argument #1 to 'every' (a positive number expected)", 2)
+        end
+        return timer_add(delay, fn, delay, ...)
+    end,
+    running_count = function()
+        return tonumber(C.mg_lua_timer_count(1))
+    end,
+    pending_count = function()
+        return tonumber(C.mg_lua_timer_count(0))
+    end,
+}
 ngx.shared = require("moongate.shdict").shared     -- lua_shared_dict
 ngx.socket = missing("ngx.socket")
 ngx.thread = missing("ngx.thread")

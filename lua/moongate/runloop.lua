@@ -49,6 +49,7 @@
 local cjson = require "cjson.safe"
 local api = require "moongate.ffi"
 local context = require "moongate.context"
+local unpack = unpack or table.unpack
 local phases = require "moongate.phases"
 local loader = require "moongate.plugin_loader"
 local constants = require "moongate.constants"
@@ -778,6 +779,27 @@ function _M.phase(name, r, req_id, route_index, chunk, eof)
         return result, msg
     end
     return result
+end
+
+--- An ngx.timer callback, called by the core in the timer's own
+-- coroutine: fn(premature, ...) under xpcall; an error is logged.
+function _M.run_timer(id, premature, t)
+    local tm = context.timers[id]
+    if not tm then
+        return
+    end
+    if not tm.every or premature then
+        context.timers[id] = nil
+    end
+    local ctx = { timer = t, kind = "timer" }
+    context.current = ctx
+    local ok, err = xpcall(function()
+        return tm.fn(premature, unpack(tm.args, 1, tm.n))
+    end, debug.traceback)
+    context.current = nil
+    if not ok then
+        log(LOG.ERR, "[kong] timer callback failed: " .. tostring(err))
+    end
 end
 
 --- See the file header.

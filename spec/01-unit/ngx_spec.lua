@@ -285,6 +285,34 @@ describe("ngx request bindings", function()
             -- ngx.re is moongate.re, which needs the LuaJIT FFI
             assert.has_error(function() return ngx.re.match end)
         end
-        assert.has_error(function() return ngx.timer.at end)
+    end)
+
+    it("queues ngx.timer callbacks with the core and runs them by id", function()
+        local context = require "moongate.context"
+        local runloop = require "moongate.runloop"
+        local fake = require "moongate.ffi_fake"
+        local n0 = #fake.timers
+        local got = {}
+        assert.is_true(ngx.timer.at(0.5, function(premature, a, b)
+            got[#got + 1] = { premature, a, b }
+        end, "x", nil))
+        assert.is_true(ngx.timer.every(2, function() got.every = true end))
+        assert.equals(n0 + 2, #fake.timers)
+        local at, ev = fake.timers[n0 + 1], fake.timers[n0 + 2]
+        assert.equals(0.5, at.delay)
+        assert.equals(0, at.every)
+        assert.equals(2, ev.every)
+        -- the core fires them: run_timer(id, premature, handle)
+        runloop.run_timer(at.id, false, {})
+        assert.same({ false, "x", nil }, got[1])
+        assert.is_nil(context.timers[at.id])           -- one-shot: gone
+        runloop.run_timer(ev.id, false, {})
+        assert.is_true(got.every)
+        assert.is_table(context.timers[ev.id])          -- every: kept
+        runloop.run_timer(ev.id, true, {})              -- premature ends it
+        assert.is_nil(context.timers[ev.id])
+        assert.has_error(function() ngx.timer.at(-1, function() end) end)
+        assert.has_error(function() ngx.timer.at(1, "nope") end)
+        assert.has_error(function() ngx.timer.every(0, function() end) end)
     end)
 end)

@@ -5,7 +5,7 @@
 local H = require "moongate"
 
 local FIXTURES = H.root .. "/spec/fixtures/plugins/?.lua;;"
-local PLUGINS = "bundled,sleeper,exiter,crasher,headers,ctx-check,body-reader,upper-stream,body-replace"
+local PLUGINS = "bundled,sleeper,exiter,crasher,headers,ctx-check,body-reader,upper-stream,body-replace,timer-log"
 
 describe("e2e plugins", function()
   local mock, gw
@@ -33,6 +33,8 @@ describe("e2e plugins", function()
                 plugins = { { name = "upper-stream" } } },
               { name = "replace", paths = { "/replace" },
                 plugins = { { name = "body-replace", config = { tag = "x1" } } } },
+              { name = "timer", paths = { "/timer" },
+                plugins = { { name = "timer-log", config = { delay = 0.2 } } } },
               { name = "hdr", paths = { "/hdr" },
                 plugins = { { name = "headers",
                               config = { name = "X-Added", value = "v1" } } } },
@@ -180,6 +182,22 @@ describe("e2e plugins", function()
       assert.equals("x1", j.tag)
       assert.equals(30000, j.original_len)
     end
+  end)
+
+  it("runs ngx.timer callbacks after the response, with ngx.sleep in them", function()
+    local res = assert(H.request(gw.port, { path = "/timer/echo",
+                                            headers = { ["X-Id"] = "abc123" } }))
+    assert.equals(200, res.status)
+    -- the response did not wait for the timer: it has not fired yet
+    assert.is_nil(gw:error_log():find("timer-log fired for abc123", 1, true))
+    local found
+    local deadline = H.now() + 3
+    repeat
+      found = gw:error_log():find("timer-log fired for abc123 premature=false",
+                                  1, true)
+      if not found then H.sleep(0.05) end
+    until found or H.now() > deadline
+    assert.is_truthy(found)
   end)
 
   it("runs the log phase after the response", function()
