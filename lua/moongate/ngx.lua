@@ -19,8 +19,9 @@
 --
 -- ngx.re is moongate.re (PCRE2 through the FFI); where it cannot load (no
 -- FFI, no libpcre2-8) it joins what is not in this build (their tables
--- raise a clear error when used): ngx.timer, ngx.socket, ngx.thread,
--- ngx.location.  ngx.shared is moongate.shdict (shared memory).  The
+-- raise a clear error when used): ngx.socket, ngx.thread, ngx.location.
+-- ngx.shared is moongate.shdict (shared memory); ngx.timer runs callbacks
+-- in coroutines of their own (core/lua/mg_lua.c, runloop.run_timer).  The
 -- digests are pure Lua for now (moongate.digest); they move to mbedTLS
 -- through the FFI API later.
 
