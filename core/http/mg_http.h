@@ -100,6 +100,7 @@ struct mg_request_s {
     unsigned             lua_exit:1;  /* kong.response.exit was called */
     unsigned             lua_log_done:1;
     int                  lua_stage;   /* phase being run (MG_LUA_PHASE_*) */
+    int                  lua_mask;    /* phases the route's plugins have */
     int                  lua_ref;     /* registry ref of the coroutine */
     void                *lua_co;      /* lua_State of the coroutine */
     ev_timer             lua_timer;   /* ngx.sleep */

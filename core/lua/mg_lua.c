@@ -29,6 +29,11 @@ typedef struct {
     int        phase_ref;
     int        finish_ref;
     int        timer_ref;       /* runloop.run_timer, LUA_NOREF if absent */
+    /* finished coroutines kept for reuse: a thread whose function
+     * returned is back at its base level and can start another */
+    lua_State *idle_co[64];
+    int        idle_ref[64];
+    int        nidle;
     uint8_t   *routes;          /* 1 when route i enters Lua */
     uint16_t  *phases;          /* phases some plugin of route i has */
     size_t     nroutes;
@@ -490,12 +495,21 @@ static void
 mg_lua_drop_thread(mg_request_t *r)
 {
     mg_lua_vm_t *vm = r->rt->lua;
+    lua_State   *co = r->lua_co;
 
-    if (r->lua_co) {
-        luaL_unref(vm->L, LUA_REGISTRYINDEX, r->lua_ref);
-        r->lua_co = NULL;
-        r->lua_ref = LUA_NOREF;
+    if (co == NULL) {
+        return;
     }
+    if (lua_status(co) == 0 && lua_gettop(co) == 0
+        && vm->nidle < (int) mg_nelems(vm->idle_co))
+    {
+        vm->idle_co[vm->nidle] = co;
+        vm->idle_ref[vm->nidle++] = r->lua_ref;
+    } else {
+        luaL_unref(vm->L, LUA_REGISTRYINDEX, r->lua_ref);
+    }
+    r->lua_co = NULL;
+    r->lua_ref = LUA_NOREF;
 }
 
 /* Resume (or start, nargs pushed) r's coroutine.  MG_OK: the phase ran
@@ -527,6 +541,7 @@ mg_lua_resume(mg_request_t *r, int nargs)
     } else if (res && strcmp(res, "error") == 0) {
         rc = MG_ERROR;          /* the runloop logged it with the plugin */
     }
+    lua_settop(co, 0);          /* empty: the thread can be reused */
     mg_lua_drop_thread(r);
     return rc;
 }
@@ -540,8 +555,14 @@ mg_lua_start_args(mg_request_t *r, int phase, const char *chunk, size_t n,
     lua_State   *co;
 
     r->lua_stage = phase;
-    co = lua_newthread(L);
-    r->lua_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    if (vm->nidle > 0) {
+        vm->nidle--;
+        co = vm->idle_co[vm->nidle];
+        r->lua_ref = vm->idle_ref[vm->nidle];
+    } else {
+        co = lua_newthread(L);
+        r->lua_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    }
     r->lua_co = co;
     lua_rawgeti(co, LUA_REGISTRYINDEX, vm->phase_ref);
     lua_pushstring(co, mg_lua_phase_str(phase));
@@ -583,7 +604,9 @@ mg_lua_continue(mg_request_t *r, int resuming)
             mg_http_send_error(r, 500, NULL);
             return;
         }
-        if (r->lua_stage == MG_LUA_PHASE_rewrite) {
+        if (r->lua_stage == MG_LUA_PHASE_rewrite
+            && (r->lua_mask & MG_LUA_PHASE_access))
+        {
             r->lua_stage = MG_LUA_PHASE_access;
             continue;
         }
@@ -599,9 +622,18 @@ mg_lua_access(mg_request_t *r)
     const mg_lua_vm_t *vm = r->rt->lua;
 
     r->lua = 1;
-    r->lua_bf = (vm->phases[r->route->index] & MG_LUA_PHASE_body_filter) != 0;
+    r->lua_mask = vm->phases[r->route->index];
+    r->lua_bf = (r->lua_mask & MG_LUA_PHASE_body_filter) != 0;
     r->lua_ref = LUA_NOREF;
-    r->lua_stage = MG_LUA_PHASE_rewrite;
+    /* a phase no plugin of the route implements costs nothing */
+    if (r->lua_mask & MG_LUA_PHASE_rewrite) {
+        r->lua_stage = MG_LUA_PHASE_rewrite;
+    } else if (r->lua_mask & MG_LUA_PHASE_access) {
+        r->lua_stage = MG_LUA_PHASE_access;
+    } else {
+        mg_proxy_start(r);
+        return;
+    }
     mg_lua_continue(r, 0);
 }
 
@@ -630,7 +662,7 @@ mg_lua_header_filter(mg_request_t *r)
 {
     int rc;
 
-    if (!r->lua) {
+    if (!r->lua || !(r->lua_mask & MG_LUA_PHASE_header_filter)) {
         return MG_OK;
     }
     rc = mg_lua_run_sync(r, MG_LUA_PHASE_header_filter);
@@ -732,7 +764,9 @@ mg_lua_request_end(mg_request_t *r)
         ev_timer_stop(mg_worker->loop, &r->lua_timer);
     }
     mg_lua_drop_thread(r);      /* a phase cut short by an abort */
-    mg_lua_run_sync(r, MG_LUA_PHASE_log);
+    if (r->lua_mask & MG_LUA_PHASE_log) {
+        mg_lua_run_sync(r, MG_LUA_PHASE_log);
+    }
     L = vm->L;
     lua_rawgeti(L, LUA_REGISTRYINDEX, vm->finish_ref);
     lua_pushstring(L, r->request_id);
