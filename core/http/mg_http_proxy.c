@@ -838,7 +838,6 @@ mg_proxy_send(mg_request_t *r)
             span = r->body_inflight;
         } else {
             span = (size_t) mg_min((int64_t) avail, r->body_left);
-            r->body_seen += 0;
         }
         if (span) {
             iov[n].iov_base = b->pos;
@@ -1749,8 +1748,5 @@ mg_proxy_cleanup(mg_request_t *r)
         mg_upconn_t *u = r->u;
         r->u = NULL;
         mg_upconn_close(u);
-    }
-    if (r->body_ptr && r->conn && r->conn->in) {
-        r->body_ptr = NULL;
     }
 }

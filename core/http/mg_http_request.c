@@ -467,10 +467,7 @@ mg_http_split_uri(mg_request_t *r)
         /* absolute-form: http://host[:port]/path */
         const char *p = memchr(u.data, ':', u.len), *e = u.data + u.len;
         if (p == NULL || e - p < 3 || p[1] != '/' || p[2] != '/') {
-            if (u.len == 1 && u.data[0] == '*') {
-                return MG_ERROR;
-            }
-            return MG_ERROR;
+            return MG_ERROR;        /* neither origin- nor absolute-form */
         }
         p += 3;
         const char *s = memchr(p, '/', (size_t) (e - p));
