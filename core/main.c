@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
+#include <sys/stat.h>
 #include "mg_core.h"
 #include "base/mg_log.h"
 #include "cli/mg_cli.h"
@@ -40,6 +41,12 @@ mg_usage(FILE *f)
         "                                          offline, with luarocks\n"
         "  plugin list [-p PREFIX]                 the rocks in PREFIX/rocks and\n"
         "                                          whether their plugins are enabled\n"
+        "  config db_import FILE [-c F] [-p P]     load a declarative file into the\n"
+        "                                          entity store (database = lmdb),\n"
+        "                                          replacing what it holds\n"
+        "  config db_export FILE [-c F] [-p P]     write every entity as a\n"
+        "                                          declarative file (YAML; JSON for\n"
+        "                                          *.json; - for stdout)\n"
         "  version                                 print the version\n"
         "  help                                    this text\n"
         "\n"
@@ -87,6 +94,59 @@ mg_parse_args(int argc, char **argv, int first, mg_args_t *a)
 }
 
 /* The conf path: -c, else PREFIX/moongate.conf when it exists. */
+static const char *mg_conf_default(const mg_args_t *a, char *buf, size_t len);
+
+/*
+ * config db_import / db_export: straight on the store, running gateway or
+ * not -- LMDB serializes writers, and the workers of a running gateway
+ * pick an import up as any other config change.
+ */
+static int
+mg_cmd_config(const mg_args_t *a, const char *verb)
+{
+    char       err[4096], cbuf[4096], path[4096];
+    char      *msg;
+    mg_conf_t *conf;
+    int        rc;
+
+    conf = mg_conf_load(mg_conf_default(a, cbuf, sizeof(cbuf)), a->prefix, err,
+                        sizeof(err));
+    if (conf == NULL) {
+        fprintf(stderr, "moongate: %s\n", err);
+        return 1;
+    }
+    if (strcmp(verb, "db_import") == 0 && strcmp(conf->database, "off") == 0) {
+        fprintf(stderr, "moongate: db_import needs database = lmdb (with "
+                "database = off the declarative_config file is the "
+                "configuration)\n");
+        mg_conf_free(conf);
+        return 1;
+    }
+    mkdir(conf->prefix, 0755);
+    if (strcmp(a->file, "-") == 0 || a->file[0] == '/') {
+        snprintf(path, sizeof(path), "%s", a->file);
+    } else if (getcwd(path, sizeof(path) - strlen(a->file) - 2) != NULL) {
+        strcat(path, "/");
+        strcat(path, a->file);
+    } else {
+        snprintf(path, sizeof(path), "%s", a->file);
+    }
+    msg = malloc(65536);
+    if (msg == NULL) {
+        mg_conf_free(conf);
+        return 1;
+    }
+    rc = mg_lua_cli(conf, verb, path, msg, 65536);
+    if (rc != MG_OK) {
+        fprintf(stderr, "moongate: %s\n", msg);
+    } else if (msg[0]) {
+        fprintf(strcmp(a->file, "-") == 0 ? stderr : stdout, "%s\n", msg);
+    }
+    free(msg);
+    mg_conf_free(conf);
+    return rc == MG_OK ? 0 : 1;
+}
+
 static const char *
 mg_conf_default(const mg_args_t *a, char *buf, size_t len)
 {
@@ -273,6 +333,23 @@ main(int argc, char **argv)
             return mg_cli_plugin_list(a.conf, a.prefix);
         }
         fprintf(stderr, "moongate: plugin needs install FILE or list\n\n");
+        mg_usage(stderr);
+        return 2;
+    }
+    if (strcmp(cmd, "config") == 0) {
+        /* moongate config db_import|db_export FILE [options] (Kong's) */
+        const char *verb = argc > 2 ? argv[2] : "";
+
+        if (mg_parse_args(argc, argv, 3, &a) != MG_OK) {
+            return 2;
+        }
+        if ((strcmp(verb, "db_import") == 0 || strcmp(verb, "db_export") == 0)
+            && a.file)
+        {
+            return mg_cmd_config(&a, verb);
+        }
+        fprintf(stderr, "moongate: config needs db_import FILE or db_export "
+                "FILE\n\n");
         mg_usage(stderr);
         return 2;
     }

@@ -1200,3 +1200,105 @@ mg_conf_path(const mg_conf_t *conf, const char *path, char *buf, size_t len)
     }
     return buf;
 }
+
+/* --- the properties as JSON, for Lua ------------------------------------- */
+
+static void
+mg_conf_json_str(FILE *f, const char *s, size_t n)
+{
+    size_t i;
+
+    fputc('"', f);
+    for (i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char) s[i];
+        if (ch == '"' || ch == '\\') {
+            fputc('\\', f);
+            fputc(ch, f);
+        } else if (ch < 0x20) {
+            fprintf(f, "\\u%04x", ch);
+        } else {
+            fputc(ch, f);
+        }
+    }
+    fputc('"', f);
+}
+
+char *
+mg_conf_json(const mg_conf_t *conf)
+{
+    char   *buf = NULL;
+    size_t  len = 0, i, j, k;
+    FILE   *f = open_memstream(&buf, &len);
+    int     first = 1;
+
+    if (f == NULL) {
+        return NULL;
+    }
+    fputc('{', f);
+    for (i = 0; i < mg_nelems(mg_conf_props); i++) {
+        const mg_conf_prop_t *p = &mg_conf_props[i];
+        const void           *v = (const char *) conf + p->off;
+        int                   dup = 0;
+
+        /* aliases share a field with the property listed first; secrets
+         * never leave the core */
+        for (j = 0; j < i; j++) {
+            if (mg_conf_props[j].off == p->off) {
+                dup = 1;
+            }
+        }
+        if (dup || p->type == MG_CONF_T_SECRET) {
+            continue;
+        }
+        switch (p->type) {
+        case MG_CONF_T_STR:
+        case MG_CONF_T_STR_EMPTY:
+        case MG_CONF_T_OPTSTR:
+        case MG_CONF_T_DATABASE:
+        case MG_CONF_T_ROLE: {
+            const char *s = *(const char *const *) v;
+            fprintf(f, "%s\"%s\":", first ? "" : ",", p->name);
+            if (s) mg_conf_json_str(f, s, strlen(s)); else fputs("null", f);
+            break;
+        }
+        case MG_CONF_T_INT:
+        case MG_CONF_T_OPTINT:
+        case MG_CONF_T_TIME:
+        case MG_CONF_T_WORKERS:
+            fprintf(f, "%s\"%s\":%d", first ? "" : ",", p->name,
+                    *(const int *) v);
+            break;
+        case MG_CONF_T_BOOL:
+            fprintf(f, "%s\"%s\":%s", first ? "" : ",", p->name,
+                    *(const int *) v ? "true" : "false");
+            break;
+        case MG_CONF_T_SIZE:
+            fprintf(f, "%s\"%s\":%zu", first ? "" : ",", p->name,
+                    *(const size_t *) v);
+            break;
+        case MG_CONF_T_LOGLEVEL:
+            fprintf(f, "%s\"%s\":\"%s\"", first ? "" : ",", p->name,
+                    mg_log_level_name(*(const int *) v));
+            break;
+        case MG_CONF_T_LISTEN: {
+            const mg_listen_list_t *l = v;
+            fprintf(f, "%s\"%s\":[", first ? "" : ",", p->name);
+            for (k = 0; k < l->n; k++) {
+                if (k) fputc(',', f);
+                mg_conf_json_str(f, l->elts[k].text.data, l->elts[k].text.len);
+            }
+            fputc(']', f);
+            break;
+        }
+        default:
+            continue;
+        }
+        first = 0;
+    }
+    fputc('}', f);
+    if (fclose(f) != 0) {
+        free(buf);
+        return NULL;
+    }
+    return buf;
+}

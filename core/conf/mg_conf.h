@@ -138,6 +138,11 @@ mg_conf_t *mg_conf_load(const char *path, const char *prefix_override,
 void mg_conf_free(mg_conf_t *conf);
 
 /* Resolve a path relative to conf->prefix into buf; returns buf. */
+/* The properties as one JSON object (malloc'd): strings, numbers (sizes
+ * in bytes, times in ms), booleans, listen lists as their texts; secrets
+ * left out.  For Lua (kong.configuration, the Admin API's GET /). */
+char *mg_conf_json(const mg_conf_t *conf);
+
 const char *mg_conf_path(const mg_conf_t *conf, const char *path,
                          char *buf, size_t len);
 

@@ -377,6 +377,18 @@ mg_decl_time_field(mg_decl_ctx_t *ctx, yaml_node_t *v, const char *label,
 {
     long long n;
 
+    /* Kong writes targets' timestamps with milliseconds (1700000000.123):
+     * a non-negative number is taken, truncated to seconds */
+    if (!mg_decl_is_null(v) && v->type == YAML_SCALAR_NODE
+        && mg_decl_scalar_kind(v) == MG_DECL_SK_FLOAT)
+    {
+        double d = strtod(SV(v), NULL);
+
+        if (d >= 0 && d < 9.2e18) {
+            *out = (int64_t) d;
+            return;
+        }
+    }
     if (mg_decl_int(ctx, v, label, field, 0, INT64_MAX, &n) == 1) {
         *out = n;
     }

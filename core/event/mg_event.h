@@ -50,6 +50,8 @@ struct mg_conn_s {
     ev_timer             timer;
     const mg_conn_io_t  *io;
     struct mg_tls_conn_s *tls;        /* NULL on plain connections */
+    mg_runtime_t        *rt;          /* TLS: the runtime whose
+                                         certificates it uses, held */
     mg_buf_t            *in;          /* NULL while idle */
     mg_request_t        *req;         /* current request, or NULL */
     union {
@@ -118,6 +120,7 @@ struct mg_worker_s {
     uint64_t          rand_state;
     unsigned          shutting_down:1;
     unsigned          terminating:1;
+    unsigned          admin:1;       /* the admin process (admin_listen) */
     ev_signal         sigquit, sigterm, sigint;
     ev_prepare        prepare;
     ev_timer          flush_timer;
@@ -140,6 +143,20 @@ extern mg_worker_t *mg_worker;
  */
 void mg_worker_run(mg_conf_t *conf, mg_runtime_t *rt, int slot,
                    const int *fds, size_t nfds) __attribute__((noreturn));
+
+/*
+ * The admin process: the same loop and HTTP server on the admin_listen
+ * sockets, every request answered by the Admin API (moongate.admin) in
+ * Lua; no proxying, so a slow admin client never delays a proxied
+ * request.  Exits with status 2 when the Admin API cannot start.
+ */
+void mg_admin_run(mg_conf_t *conf, mg_runtime_t *rt, const int *fds,
+                  size_t nfds) __attribute__((noreturn));
+
+/* Live configuration (mg_worker_config.c): watch the entity store and
+ * swap to each new config version between requests. */
+void mg_worker_config_init(mg_worker_t *w);
+void mg_worker_config_stop(mg_worker_t *w);
 
 /* Connection life cycle (mg_worker.c). */
 void mg_conn_close(mg_conn_t *c);

@@ -22,6 +22,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 #include <unistd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -36,6 +37,7 @@
 #include "../tls/mg_tls.h"
 #include "../lua/mg_lua.h"
 #include "../store/mg_shdict.h"
+#include "../conf/mg_config_store.h"
 
 #define MG_MAX_WORKERS 256
 
@@ -52,6 +54,9 @@ typedef struct {
     int          *fds;        /* [listen entry][slot], -1 where unused */
     size_t        nlisten;
     int           nslots;     /* sockets per entry (workers or 1) */
+    int           admin_fds[MG_CONF_MAX_LISTEN];
+    size_t        nadmin;     /* admin_listen sockets (0: no admin) */
+    double        load_ms;    /* configuration read to runtime built */
     char          listen_key[4096];
 } mg_gen_t;
 
@@ -134,6 +139,12 @@ mg_listen_key(const mg_conf_t *conf, char *key, size_t len)
                                (int) l->text.len, l->text.data, l->reuseport,
                                l->ssl, l->backlog);
     }
+    for (i = 0; i < conf->admin_listen.n && n < len; i++) {
+        const mg_listen_t *l = &conf->admin_listen.elts[i];
+        n += (size_t) snprintf(key + n, len - n, "a:%.*s/%d/%d,",
+                               (int) l->text.len, l->text.data, l->ssl,
+                               l->backlog);
+    }
 }
 
 static void
@@ -141,6 +152,10 @@ mg_gen_close_fds(mg_gen_t *g)
 {
     size_t i;
 
+    for (i = 0; i < g->nadmin; i++) {
+        close(g->admin_fds[i]);
+    }
+    g->nadmin = 0;
     if (g->fds == NULL) {
         return;
     }
@@ -184,6 +199,13 @@ mg_gen_open_fds(mg_gen_t *g, char *err, size_t errlen)
             }
         }
     }
+    for (i = 0; i < g->conf->admin_listen.n; i++) {
+        int fd = mg_listen_open(&g->conf->admin_listen.elts[i], err, errlen);
+        if (fd < 0) {
+            return MG_ERROR;
+        }
+        g->admin_fds[g->nadmin++] = fd;
+    }
     /* shared sockets were stored several times: mark the copies so
      * close_fds closes each once */
     for (i = 0; i < g->nlisten; i++) {
@@ -203,7 +225,28 @@ mg_gen_fd(const mg_gen_t *g, size_t entry, int slot)
     return fd <= -2 ? -2 - fd : fd;
 }
 
-/* Read conf and declarative config into g; errors go to err. */
+/* The snapshot the store holds now.  The master's handle is closed
+ * before anything forks (an LMDB environment must not cross fork). */
+static mg_config_t *
+mg_gen_config_from_store(const mg_conf_t *conf, uint64_t *version, char *err,
+                         size_t errlen)
+{
+    mg_store_t  *s;
+    mg_config_t *cf;
+    char         dir[4096], serr[512];
+
+    mg_conf_path(conf, "lmdb", dir, sizeof(dir));
+    s = mg_store_open(dir, conf->lmdb_map_size, serr, sizeof(serr));
+    if (s == NULL) {
+        snprintf(err, errlen, "entity store %s: %s", dir, serr);
+        return NULL;
+    }
+    cf = mg_config_from_store(s, version, err, errlen);
+    mg_store_close(s);
+    return cf;
+}
+
+/* Read conf and the configuration into g; errors go to err. */
 static int
 mg_gen_load(mg_gen_t *g, char *err, size_t errlen)
 {
@@ -211,8 +254,12 @@ mg_gen_load(mg_gen_t *g, char *err, size_t errlen)
     mg_config_t       *cf;
     char               path[4096];
     size_t             i, n;
+    uint64_t           version = 0;
+    int                db_off;
+    struct timespec    t0, t1;
 
     memset(g, 0, sizeof(*g));
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     g->conf = mg_conf_load(mg_conf_file, mg_prefix, err, errlen);
     if (g->conf == NULL) {
         return MG_ERROR;
@@ -221,7 +268,9 @@ mg_gen_load(mg_gen_t *g, char *err, size_t errlen)
         snprintf(err, errlen, "worker_processes: at most %d", MG_MAX_WORKERS);
         return MG_ERROR;
     }
-    if (g->conf->declarative_config) {
+    db_off = strcmp(g->conf->database, "off") == 0;
+    if (db_off && g->conf->declarative_config) {
+        /* the file's own errors, worded for a file, before the import */
         mg_conf_path(g->conf, g->conf->declarative_config, path, sizeof(path));
         cf = mg_declarative_load_file(path, &errs);
         if (cf == NULL) {
@@ -234,20 +283,45 @@ mg_gen_load(mg_gen_t *g, char *err, size_t errlen)
             return MG_ERROR;
         }
         mg_config_errors_free(&errs);
-    } else {
-        cf = mg_config_new();
-        if (cf == NULL) {
-            snprintf(err, errlen, "out of memory");
+        mg_config_free(cf);
+    } else if (!db_off && g->conf->declarative_config) {
+        mg_log_warn("declarative_config is ignored with database = %s "
+                    "(load it with `moongate config db_import`, or set "
+                    "database = off)", g->conf->database);
+    }
+    if (db_off) {
+        /* DB-less: the file (or nothing) replaces what the store holds,
+         * in one transaction, through the same import as POST /config */
+        char msg[8192];
+        if (mg_lua_cli(g->conf, "import_declarative",
+                       g->conf->declarative_config ? path : NULL, msg,
+                       sizeof(msg)) != MG_OK)
+        {
+            snprintf(err, errlen, "%s", msg);
             return MG_ERROR;
         }
+    }
+    cf = mg_gen_config_from_store(g->conf, &version, err, errlen);
+    if (cf == NULL) {
+        return MG_ERROR;
     }
     g->rt = mg_runtime_build(cf, err, errlen);
     if (g->rt == NULL) {
         mg_config_free(cf);
         return MG_ERROR;
     }
-    /* health state lives in memory shared by every worker of this
-     * generation: it must exist before they fork */
+    g->rt->version = version;
+    /* health state lives in one arena shared by every process, made
+     * before the first fork and kept across reloads: a target keeps its
+     * state when the config changes */
+    if (mg_health_arena_get() == NULL) {
+        mg_health_arena_t *ha = mg_health_arena_create(MG_HEALTH_ARENA_SLOTS,
+                                                       err, errlen);
+        if (ha == NULL) {
+            return MG_ERROR;
+        }
+        mg_health_arena_set(ha);
+    }
     g->rt->health = mg_health_create(g->rt, err, errlen);
     if (g->rt->health == NULL) {
         return MG_ERROR;
@@ -276,6 +350,9 @@ mg_gen_load(mg_gen_t *g, char *err, size_t errlen)
         }
     }
     mg_listen_key(g->conf, g->listen_key, sizeof(g->listen_key));
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    g->load_ms = (double) (t1.tv_sec - t0.tv_sec) * 1e3
+                 + (double) (t1.tv_nsec - t0.tv_nsec) / 1e6;
     return MG_OK;
 }
 
@@ -313,6 +390,9 @@ mg_spawn(mg_gen_t *g, int slot)
         sigaction(SIGTERM, &sa, NULL);
         sigaction(SIGINT, &sa, NULL);
         sigaction(SIGCHLD, &sa, NULL);
+        if (slot < 0) {
+            mg_admin_run(g->conf, g->rt, g->admin_fds, g->nadmin);
+        }
         for (i = 0; i < g->nlisten; i++) {
             fds[i] = mg_gen_fd(g, i, slot);
         }
@@ -366,11 +446,18 @@ mg_reap(mg_gen_t *g, int respawn)
             continue;
         }
         if (WIFSIGNALED(status)) {
-            mg_log_crit("worker process %d exited on signal %d%s", (int) pid,
+            mg_log_crit("%s process %d exited on signal %d%s",
+                        p.slot < 0 ? "admin" : "worker", (int) pid,
                         WTERMSIG(status), WCOREDUMP(status) ? " (core dumped)" : "");
         } else {
-            mg_log_crit("worker process %d exited with code %d", (int) pid,
+            mg_log_crit("%s process %d exited with code %d",
+                        p.slot < 0 ? "admin" : "worker", (int) pid,
                         WEXITSTATUS(status));
+            if (p.slot < 0 && WEXITSTATUS(status) == 2) {
+                /* it could not start: respawning would loop */
+                mg_log_crit("the Admin API stays off until a reload");
+                continue;
+            }
         }
         if (respawn && !p.exiting && p.generation == mg_generation) {
             pid_t np = mg_spawn(g, p.slot);
@@ -466,6 +553,9 @@ mg_master_reload(mg_gen_t *cur)
         g.nlisten = cur->nlisten;
         g.nslots = cur->nslots;
         cur->fds = NULL;
+        memcpy(g.admin_fds, cur->admin_fds, sizeof(g.admin_fds));
+        g.nadmin = cur->nadmin;
+        cur->nadmin = 0;
     } else if (mg_gen_open_fds(&g, err, sizeof(err)) != MG_OK) {
         mg_log_error("reload failed, keeping the running configuration: %s", err);
         mg_gen_close_fds(&g);
@@ -477,12 +567,18 @@ mg_master_reload(mg_gen_t *cur)
     for (s = 0; s < g.conf->worker_processes; s++) {
         mg_spawn(&g, s);
     }
+    if (g.nadmin > 0) {
+        mg_spawn(&g, -1);
+    }
     mg_signal_workers(SIGQUIT, 1);
     /* the new workers hold copies now; the master drops the old ones */
     mg_gen_close_fds(cur);
     mg_gen_free(cur);
     *cur = g;
-    mg_log_notice("configuration reloaded (generation %d)", mg_generation);
+    mg_log_notice("configuration reloaded (generation %d, version %llu: "
+                  "%zu services, %zu routes, loaded in %.1f ms)",
+                  mg_generation, (unsigned long long) g.rt->version,
+                  g.rt->cf->services_n, g.rt->cf->routes_n, g.load_ms);
 }
 
 int
@@ -576,8 +672,14 @@ mg_master_run(const char *conf_path, const char *prefix, int daemonize)
     for (s = 0; s < g.conf->worker_processes; s++) {
         mg_spawn(&g, s);
     }
+    if (g.nadmin > 0) {
+        mg_spawn(&g, -1);
+    }
     mg_log_notice("moongate %s started, %d workers, pid %d", MOONGATE_VERSION,
                   g.conf->worker_processes, (int) getpid());
+    mg_log_notice("configuration version %llu: %zu services, %zu routes, "
+                  "loaded in %.1f ms", (unsigned long long) g.rt->version,
+                  g.rt->cf->services_n, g.rt->cf->routes_n, g.load_ms);
     if (daemonize) {
         if (write(readyfd[1], "1", 1) != 1) { /* parent gone */ }
         close(readyfd[1]);

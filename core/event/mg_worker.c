@@ -22,6 +22,7 @@
 #include <unistd.h>
 #include <arpa/inet.h>
 #include <netinet/tcp.h>
+#include <sys/prctl.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include "mg_event.h"
@@ -45,6 +46,7 @@ mg_worker_t *mg_worker;
 #define MG_POOL_CACHE_MAX   1024
 #define MG_REQ_POOL_SIZE    16384   /* a typical request fits one block */
 #define MG_SHUTDOWN_GRACE   1.0     /* s an idle connection may still use */
+#define MG_ADMIN_MAX_BODY   (10 * 1024 * 1024)
 
 static ssize_t
 mg_conn_plain_recv(mg_conn_t *c, char *buf, size_t n)
@@ -193,6 +195,7 @@ mg_conn_close(mg_conn_t *c)
         c->req = NULL;
         mg_lua_request_end(r);
         mg_proxy_cleanup(r);
+        mg_runtime_release(r->rt);
         mg_worker_pool_put(r->pool);
     }
     ev_io_stop(w->loop, &c->rev);
@@ -205,6 +208,10 @@ mg_conn_close(mg_conn_t *c)
     if (c->tls) {
         mg_tls_conn_free(c->tls);
         c->tls = NULL;
+    }
+    if (c->rt) {
+        mg_runtime_release(c->rt);
+        c->rt = NULL;
     }
     close(c->fd);
     c->fd = -1;
@@ -395,6 +402,8 @@ mg_worker_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
                 continue;
             }
             mg_tls_conn_set_id(c->tls, c->id);
+            c->rt = wk->rt;
+            mg_runtime_hold(c->rt);
             c->io = &mg_conn_tls_io;
             c->state = MG_CONN_HANDSHAKE;
         }
@@ -491,8 +500,9 @@ mg_worker_graceful(void)
             c->req->keepalive = 0;
         }
     }
+    mg_worker_config_stop(w);
     mg_upconn_close_idle(w->rt);
-    if (w->rt && w->rt->lua) {
+    if (w->rt && w->rt->lua && !w->admin) {
         mg_lua_timers_shutdown();
     }
     ev_timer_init(&w->shutdown_timer, mg_worker_shutdown_timeout_cb,
@@ -515,9 +525,9 @@ mg_worker_signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
     ev_break(loop, EVBREAK_ALL);
 }
 
-void
-mg_worker_run(mg_conf_t *conf, mg_runtime_t *rt, int slot, const int *fds,
-              size_t nfds)
+static void __attribute__((noreturn))
+mg_worker_main(mg_conf_t *conf, mg_runtime_t *rt, int slot, const int *fds,
+               size_t nfds, mg_listen_list_t *lists, int admin)
 {
     static mg_worker_t w;
     sigset_t           set;
@@ -528,6 +538,7 @@ mg_worker_run(mg_conf_t *conf, mg_runtime_t *rt, int slot, const int *fds,
     w.conf = conf;
     w.rt = rt;
     w.slot = slot;
+    w.admin = admin ? 1 : 0;
     w.access_fd = -1;
     w.free_pools = calloc(MG_POOL_CACHE_MAX, sizeof(mg_pool_t *));
     if (w.free_pools == NULL) {
@@ -565,13 +576,45 @@ mg_worker_run(mg_conf_t *conf, mg_runtime_t *rt, int slot, const int *fds,
         }
     }
 
-    if (conf->proxy_access_log && strcmp(conf->proxy_access_log, "off") != 0) {
-        mg_conf_path(conf, conf->proxy_access_log, path, sizeof(path));
-        w.access_fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC,
-                           0644);
-        if (w.access_fd < 0) {
-            mg_log_error("worker %d: cannot open access log \"%s\": %s",
-                         slot, path, strerror(errno));
+    if (admin) {
+        char aerr[4096];
+
+        prctl(PR_SET_NAME, "moongate-admin", 0, 0, 0);
+        /* Kong's admin body limit (nginx_admin_client_max_body_size):
+         * a POST /config is a whole configuration */
+        if (conf->client_max_body_size != 0
+            && conf->client_max_body_size < MG_ADMIN_MAX_BODY)
+        {
+            conf->client_max_body_size = MG_ADMIN_MAX_BODY;
+        }
+        for (i = 0; i < nfds; i++) {
+            if (lists->elts[i].ssl && rt->tls_server == NULL) {
+                /* admin over TLS: the proxy's certificates (ssl_cert,
+                 * or the default one made under the prefix) */
+                rt->tls_server = mg_tls_server_create(conf, rt->cf, aerr,
+                                                      sizeof(aerr));
+                if (rt->tls_server == NULL) {
+                    mg_log_crit("admin API cannot start: %s", aerr);
+                    _exit(2);
+                }
+            }
+        }
+        if (mg_lua_admin_init(rt, conf, aerr, sizeof(aerr)) != MG_OK) {
+            mg_log_crit("admin API cannot start: %s", aerr);
+            _exit(2);
+        }
+    }
+    {
+        const char *alog = admin ? conf->admin_access_log
+                                 : conf->proxy_access_log;
+        if (alog && strcmp(alog, "off") != 0) {
+            mg_conf_path(conf, alog, path, sizeof(path));
+            w.access_fd = open(path, O_WRONLY | O_APPEND | O_CREAT
+                                     | O_CLOEXEC, 0644);
+            if (w.access_fd < 0) {
+                mg_log_error("worker %d: cannot open access log \"%s\": %s",
+                             slot, path, strerror(errno));
+            }
         }
     }
 
@@ -580,7 +623,7 @@ mg_worker_run(mg_conf_t *conf, mg_runtime_t *rt, int slot, const int *fds,
     for (i = 0; i < nfds; i++) {
         mg_listener_t *l = &w.listeners[i];
         l->fd = fds[i];
-        l->ls = &conf->proxy_listen.elts[i];
+        l->ls = &lists->elts[i];
         ev_io_init(&l->w, mg_worker_accept_cb, l->fd, EV_READ);
         l->w.data = l;
         ev_io_start(w.loop, &l->w);
@@ -603,12 +646,15 @@ mg_worker_run(mg_conf_t *conf, mg_runtime_t *rt, int slot, const int *fds,
     ev_timer_start(w.loop, &w.flush_timer);
     ev_unref(w.loop);      /* the flush timer alone keeps nothing alive */
 
-    if (slot == 0 && rt && rt->health) {
+    if (!admin && slot == 0 && rt && rt->health) {
         /* one prober per generation; the master restarts slot 0 if it
          * dies, and the state it writes is shared */
         mg_health_start_active(rt->health, w.loop, rt);
     }
-    mg_log_info("worker %d started", slot);
+    if (!admin) {
+        mg_worker_config_init(&w);
+    }
+    mg_log_info("%s %d started", admin ? "admin process" : "worker", slot);
     ev_run(w.loop, 0);
     if (w.terminating) {
         mg_log_info("worker %d: fast stop", slot);
@@ -616,4 +662,17 @@ mg_worker_run(mg_conf_t *conf, mg_runtime_t *rt, int slot, const int *fds,
         mg_log_info("worker %d: exiting", slot);
     }
     mg_worker_exit(0);
+}
+
+void
+mg_worker_run(mg_conf_t *conf, mg_runtime_t *rt, int slot, const int *fds,
+              size_t nfds)
+{
+    mg_worker_main(conf, rt, slot, fds, nfds, &conf->proxy_listen, 0);
+}
+
+void
+mg_admin_run(mg_conf_t *conf, mg_runtime_t *rt, const int *fds, size_t nfds)
+{
+    mg_worker_main(conf, rt, -1, fds, nfds, &conf->admin_listen, 1);
 }

@@ -130,6 +130,7 @@ mg_http_request_new(mg_conn_t *c)
     r->pool = pool;
     r->conn = c;
     r->rt = mg_worker->rt;
+    mg_runtime_hold(r->rt);
     r->start = mg_time_now;
     r->keepalive = 1;
     r->resp_left = -1;
@@ -392,6 +393,7 @@ mg_http_request_done(mg_request_t *r)
     keepalive = r->keepalive && r->body_done && !c->eof;
     c->req = NULL;
     mg_proxy_cleanup(r);
+    mg_runtime_release(r->rt);
     mg_worker_pool_put(r->pool);
     c->requests++;
 
@@ -452,6 +454,61 @@ mg_http_request_header(void *ctx, mg_str_t name, mg_str_t *out, size_t max)
         }
     }
     return n;
+}
+
+/*
+ * The admin_api_token check: "Authorization: Bearer <token>" or Kong's
+ * "Kong-Admin-Token: <token>", compared in constant time (the length
+ * aside, which is not secret enough to matter: tokens should be long).
+ */
+static int
+mg_http_admin_authorized(mg_request_t *r)
+{
+    const char *token = mg_worker->conf->admin_api_token;
+    size_t      tl, i;
+    mg_str_t    v[2], name;
+    unsigned    diff;
+
+    if (token == NULL || token[0] == '\0') {
+        return 1;
+    }
+    tl = strlen(token);
+    mg_str_set(&name, "Kong-Admin-Token");
+    if (mg_http_request_header(r, name, v, 2) != 1) {
+        mg_str_set(&name, "Authorization");
+        if (mg_http_request_header(r, name, v, 2) != 1
+            || v[0].len < 7 || strncasecmp(v[0].data, "Bearer ", 7) != 0)
+        {
+            return 0;
+        }
+        v[0].data += 7;
+        v[0].len -= 7;
+        while (v[0].len && v[0].data[0] == ' ') {
+            v[0].data++;
+            v[0].len--;
+        }
+    }
+    if (v[0].len != tl) {
+        return 0;
+    }
+    diff = 0;
+    for (i = 0; i < tl; i++) {
+        diff |= (unsigned) (unsigned char) (v[0].data[i] ^ token[i]);
+    }
+    return diff == 0;
+}
+
+static void
+mg_http_admin_request(mg_request_t *r)
+{
+    if (!mg_http_admin_authorized(r)) {
+        mg_log_info("*%llu admin API: unauthorized request",
+                    (unsigned long long) r->conn->id);
+        mg_http_send_error_hdr(r, 401, "Unauthorized",
+                               "WWW-Authenticate: Bearer realm=\"moongate\"\r\n");
+        return;
+    }
+    mg_lua_admin(r);
 }
 
 static int
@@ -588,6 +645,10 @@ mg_http_start_request(mg_conn_t *c, size_t head_len)
                     (unsigned long long) c->id,
                     (long long) r->head.content_length);
         mg_http_send_error(r, 413, NULL);
+        return;
+    }
+    if (mg_worker->admin) {
+        mg_http_admin_request(r);
         return;
     }
 

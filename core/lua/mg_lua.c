@@ -18,6 +18,7 @@
 #include <lua.h>
 #include <ev.h>
 #include "mg_lua.h"
+#include "mg_lua_socket.h"
 #include "../base/mg_buf.h"
 #include "../base/mg_log.h"
 #include "../base/mg_pool.h"
@@ -34,10 +35,22 @@ typedef struct {
     lua_State *idle_co[64];
     int        idle_ref[64];
     int        nidle;
-    uint8_t   *routes;          /* 1 when route i enters Lua */
-    uint16_t  *phases;          /* phases some plugin of route i has */
-    size_t     nroutes;
+    int        refs;            /* runtimes using it */
 } mg_lua_vm_t;
+
+/*
+ * What a runtime (one config version) knows of the VM: the VM itself,
+ * shared by every runtime a worker swaps to (plugins stay loaded, timers
+ * and ngx.shared go on), and the per-route tables of this version.
+ */
+typedef struct {
+    mg_lua_vm_t *vm;
+    uint8_t     *routes;        /* 1 when route i enters Lua */
+    uint16_t    *phases;        /* phases some plugin of route i has */
+    size_t       nroutes;
+} mg_lua_rt_t;
+
+#define MG_LUA_VM(rt) (((mg_lua_rt_t *) (rt)->lua)->vm)
 
 static char        mg_lua_err[512];
 static const char *mg_lua_err_p = "";
@@ -325,36 +338,21 @@ mg_lua_root(char *buf, size_t len)
     }
 }
 
-int
-mg_lua_runtime_init(mg_runtime_t *rt, const mg_conf_t *conf, char *err,
-                    size_t errlen)
+/* A new VM with the runloop loaded; NULL with err set. */
+static mg_lua_vm_t *
+mg_lua_vm_create(const mg_conf_t *conf, char *err, size_t errlen)
 {
     mg_lua_vm_t *vm;
     lua_State   *L;
     char         root[PATH_MAX], path[PATH_MAX * 4];
-    char        *doc;
-    size_t       i;
 
-    rt->lua = NULL;
-    if (rt->cf->plugins_n == 0) {
-        return MG_OK;           /* nothing enters Lua: no VM at all */
-    }
     mg_time_update(ev_time());  /* plugins may read the clock while loading */
     vm = calloc(1, sizeof(*vm));
-    if (vm == NULL) {
-        snprintf(err, errlen, "out of memory");
-        return MG_ERROR;
-    }
-    vm->nroutes = rt->cf->routes_n;
-    vm->routes = calloc(vm->nroutes + 1, 1);
-    vm->phases = calloc(vm->nroutes + 1, sizeof(uint16_t));
-    L = luaL_newstate();
-    if (L == NULL || vm->routes == NULL || vm->phases == NULL) {
+    L = vm ? luaL_newstate() : NULL;
+    if (L == NULL) {
         snprintf(err, errlen, "cannot create the Lua VM");
-        free(vm->routes);
-        free(vm->phases);
         free(vm);
-        return MG_ERROR;
+        return NULL;
     }
     vm->L = L;
     luaL_openlibs(L);
@@ -394,7 +392,9 @@ mg_lua_runtime_init(mg_runtime_t *rt, const mg_conf_t *conf, char *err,
     if (lua_pcall(L, 1, 1, 0) != 0) {
         snprintf(err, errlen, "cannot load the plugin runtime: %s",
                  lua_tostring(L, -1));
-        goto failed;
+        lua_close(L);
+        free(vm);
+        return NULL;
     }
     lua_getfield(L, -1, "phase");
     vm->phase_ref = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -403,10 +403,51 @@ mg_lua_runtime_init(mg_runtime_t *rt, const mg_conf_t *conf, char *err,
     lua_getfield(L, -1, "run_timer");
     vm->timer_ref = lua_isfunction(L, -1) ? luaL_ref(L, LUA_REGISTRYINDEX)
                                           : (lua_pop(L, 1), LUA_NOREF);
+    lua_settop(L, 0);
+    return vm;
+}
 
-    doc = mg_lua_init_doc(rt, conf);
-    if (doc == NULL) {
+static void
+mg_lua_vm_release(mg_lua_vm_t *vm)
+{
+    if (vm && --vm->refs == 0) {
+        lua_close(vm->L);
+        free(vm);
+    }
+}
+
+/* runloop.init(doc) for rt on vm, and rt's per-route tables. */
+static int
+mg_lua_configure(mg_lua_vm_t *vm, mg_runtime_t *rt, const mg_conf_t *conf,
+                 char *err, size_t errlen)
+{
+    lua_State   *L = vm->L;
+    mg_lua_rt_t *lrt;
+    char        *doc;
+    size_t       i;
+
+    lrt = calloc(1, sizeof(*lrt));
+    if (lrt == NULL) {
         snprintf(err, errlen, "out of memory");
+        return MG_ERROR;
+    }
+    lrt->nroutes = rt->cf->routes_n;
+    lrt->routes = calloc(lrt->nroutes + 1, 1);
+    lrt->phases = calloc(lrt->nroutes + 1, sizeof(uint16_t));
+    doc = mg_lua_init_doc(rt, conf);
+    if (lrt->routes == NULL || lrt->phases == NULL || doc == NULL) {
+        snprintf(err, errlen, "out of memory");
+        free(doc);
+        goto failed;
+    }
+    mg_time_update(ev_time());
+    lua_settop(L, 0);
+    lua_getglobal(L, "require");
+    lua_pushstring(L, "moongate.runloop");
+    if (lua_pcall(L, 1, 1, 0) != 0) {
+        snprintf(err, errlen, "cannot load the plugin runtime: %s",
+                 lua_tostring(L, -1));
+        free(doc);
         goto failed;
     }
     lua_getfield(L, -1, "init");
@@ -424,15 +465,15 @@ mg_lua_runtime_init(mg_runtime_t *rt, const mg_conf_t *conf, char *err,
         goto failed;
     }
     if (lua_isboolean(L, -2) && lua_toboolean(L, -2)) {
-        memset(vm->routes, 1, vm->nroutes);
+        memset(lrt->routes, 1, lrt->nroutes);
     } else if (lua_istable(L, -2)) {
         size_t n = lua_objlen(L, -2);
         for (i = 1; i <= n; i++) {
             lua_rawgeti(L, -2, (int) i);
             if (lua_isnumber(L, -1)) {
                 lua_Integer k = lua_tointeger(L, -1);
-                if (k >= 0 && (size_t) k < vm->nroutes) {
-                    vm->routes[k] = 1;
+                if (k >= 0 && (size_t) k < lrt->nroutes) {
+                    lrt->routes[k] = 1;
                 }
             }
             lua_pop(L, 1);
@@ -442,51 +483,234 @@ mg_lua_runtime_init(mg_runtime_t *rt, const mg_conf_t *conf, char *err,
      * implements are never entered */
     lua_pop(L, 2);
     lua_getfield(L, -1, "route_phases");
-    for (i = 0; i < vm->nroutes; i++) {
-        if (!vm->routes[i]) {
+    for (i = 0; i < lrt->nroutes; i++) {
+        if (!lrt->routes[i]) {
             continue;
         }
         lua_pushvalue(L, -1);
         lua_pushinteger(L, (lua_Integer) i);
         if (lua_pcall(L, 1, 1, 0) == 0 && lua_isnumber(L, -1)) {
-            vm->phases[i] = (uint16_t) lua_tointeger(L, -1);
+            lrt->phases[i] = (uint16_t) lua_tointeger(L, -1);
         } else {
-            vm->phases[i] = 0xffff;
+            lrt->phases[i] = 0xffff;
         }
         lua_pop(L, 1);
     }
     lua_settop(L, 0);
-    rt->lua = vm;
+    lrt->vm = vm;
+    vm->refs++;
+    rt->lua = lrt;
     return MG_OK;
 
 failed:
+    lua_settop(L, 0);
+    free(lrt->routes);
+    free(lrt->phases);
+    free(lrt);
+    return MG_ERROR;
+}
+
+int
+mg_lua_runtime_init(mg_runtime_t *rt, const mg_conf_t *conf, char *err,
+                    size_t errlen)
+{
+    mg_lua_vm_t *vm;
+
+    rt->lua = NULL;
+    if (rt->cf->plugins_n == 0) {
+        return MG_OK;           /* nothing enters Lua: no VM at all */
+    }
+    vm = mg_lua_vm_create(conf, err, errlen);
+    if (vm == NULL) {
+        return MG_ERROR;
+    }
+    if (mg_lua_configure(vm, rt, conf, err, errlen) != MG_OK) {
+        lua_close(vm->L);
+        free(vm);
+        return MG_ERROR;
+    }
+    return MG_OK;
+}
+
+int
+mg_lua_runtime_reconfigure(mg_runtime_t *rt, const mg_runtime_t *prev,
+                           const mg_conf_t *conf, char *err, size_t errlen)
+{
+    mg_lua_vm_t *vm = prev && prev->lua ? MG_LUA_VM(prev) : NULL;
+    int          fresh = 0;
+
+    rt->lua = NULL;
+    if (vm == NULL) {
+        if (rt->cf->plugins_n == 0) {
+            return MG_OK;
+        }
+        vm = mg_lua_vm_create(conf, err, errlen);
+        if (vm == NULL) {
+            return MG_ERROR;
+        }
+        fresh = 1;
+    }
+    /* once a worker has a VM it keeps it, plugins or not: its timers and
+     * plugin state live there */
+    if (mg_lua_configure(vm, rt, conf, err, errlen) != MG_OK) {
+        if (fresh) {
+            lua_close(vm->L);
+            free(vm);
+        }
+        return MG_ERROR;
+    }
+    return MG_OK;
+}
+
+static void mg_lua_continue(mg_request_t *r, int resuming);
+
+int
+mg_lua_admin_init(mg_runtime_t *rt, const mg_conf_t *conf, char *err,
+                  size_t errlen)
+{
+    mg_lua_vm_t *vm;
+    mg_lua_rt_t *lrt;
+    lua_State   *L;
+    char        *doc, *cj, *full;
+    size_t       dl, fl;
+    char         dir[4096];
+
+    mg_lua_runtime_free(rt);    /* the plugins' VM has no use here */
+    vm = mg_lua_vm_create(conf, err, errlen);
+    if (vm == NULL) {
+        return MG_ERROR;
+    }
+    L = vm->L;
+    doc = mg_lua_init_doc(rt, conf);
+    cj = mg_conf_json(conf);
+    lrt = calloc(1, sizeof(*lrt));
+    mg_conf_path(conf, "lmdb", dir, sizeof(dir));
+    fl = (doc ? strlen(doc) : 0) + (cj ? strlen(cj) : 0) + strlen(dir)
+         + strlen(conf->plugins ? conf->plugins : "") + 256;
+    full = malloc(fl);
+    if (doc == NULL || cj == NULL || lrt == NULL || full == NULL) {
+        snprintf(err, errlen, "out of memory");
+        goto failed;
+    }
+    /* the init document plus "admin": what moongate.admin.init takes */
+    dl = strlen(doc);
+    memcpy(full, doc, dl - 1);
+    snprintf(full + dl - 1, fl - (dl - 1),
+             ",\"admin\":{\"configuration\":%s,\"enabled_plugins\":\"%s\","
+             "\"version\":\"%s\",\"pid\":%d,\"store_dir\":\"%s\","
+             "\"map_size\":%zu}}", cj, conf->plugins ? conf->plugins : "",
+             MOONGATE_VERSION, (int) getpid(), dir, conf->lmdb_map_size);
+    lua_getglobal(L, "require");
+    lua_pushstring(L, "moongate.runloop");
+    if (lua_pcall(L, 1, 1, 0) != 0) {
+        snprintf(err, errlen, "%s", lua_tostring(L, -1));
+        goto failed;
+    }
+    lua_getfield(L, -1, "admin_init");
+    lua_pushstring(L, full);
+    if (lua_pcall(L, 1, 2, 0) != 0 || lua_isnil(L, -2)) {
+        snprintf(err, errlen, "%s", lua_isstring(L, -1) ? lua_tostring(L, -1)
+                                                        : "admin init failed");
+        goto failed;
+    }
+    lua_settop(L, 0);
+    free(doc);
+    free(cj);
+    free(full);
+    lrt->vm = vm;
+    vm->refs++;
+    rt->lua = lrt;
+    return MG_OK;
+
+failed:
+    free(doc);
+    free(cj);
+    free(full);
+    free(lrt);
     lua_close(L);
-    free(vm->routes);
-    free(vm->phases);
     free(vm);
     return MG_ERROR;
+}
+
+int
+mg_lua_cli(const mg_conf_t *conf, const char *fn, const char *arg, char *err,
+           size_t errlen)
+{
+    mg_lua_vm_t *vm;
+    lua_State   *L;
+    char        *cj;
+    int          rc = MG_ERROR;
+
+    vm = mg_lua_vm_create(conf, err, errlen);
+    if (vm == NULL) {
+        return MG_ERROR;
+    }
+    L = vm->L;
+    cj = mg_conf_json(conf);
+    if (cj == NULL) {
+        snprintf(err, errlen, "out of memory");
+        goto done;
+    }
+    lua_getglobal(L, "require");
+    lua_pushstring(L, "moongate.cli");
+    if (lua_pcall(L, 1, 1, 0) != 0) {
+        snprintf(err, errlen, "%s", lua_tostring(L, -1));
+        goto done;
+    }
+    lua_getfield(L, -1, fn);
+    lua_pushstring(L, cj);
+    if (arg) lua_pushstring(L, arg); else lua_pushnil(L);
+    if (lua_pcall(L, 2, 2, 0) != 0) {
+        snprintf(err, errlen, "%s", lua_tostring(L, -1));
+        goto done;
+    }
+    if (lua_isnil(L, -2) || (lua_isboolean(L, -2) && !lua_toboolean(L, -2))) {
+        snprintf(err, errlen, "%s", lua_isstring(L, -1) ? lua_tostring(L, -1)
+                                                        : "failed");
+        goto done;
+    }
+    snprintf(err, errlen, "%s", lua_isstring(L, -2) ? lua_tostring(L, -2)
+                                                    : "");
+    rc = MG_OK;
+
+done:
+    free(cj);
+    lua_close(L);
+    free(vm);
+    return rc;
+}
+
+void
+mg_lua_admin(mg_request_t *r)
+{
+    r->lua = 1;
+    r->lua_mask = MG_LUA_PHASE_access;
+    r->lua_bf = 0;
+    r->lua_ref = LUA_NOREF;
+    r->lua_stage = MG_LUA_PHASE_access;
+    mg_lua_continue(r, 0);
 }
 
 void
 mg_lua_runtime_free(mg_runtime_t *rt)
 {
-    mg_lua_vm_t *vm = rt->lua;
+    mg_lua_rt_t *lrt = rt->lua;
 
-    if (vm == NULL) {
+    if (lrt == NULL) {
         return;
     }
-    lua_close(vm->L);
-    free(vm->routes);
-    free(vm->phases);
-    free(vm);
+    mg_lua_vm_release(lrt->vm);
+    free(lrt->routes);
+    free(lrt->phases);
+    free(lrt);
     rt->lua = NULL;
 }
 
 int
 mg_lua_route_has_plugins(const mg_runtime_t *rt, size_t route_index)
 {
-    const mg_lua_vm_t *vm = rt->lua;
-    return vm && route_index < vm->nroutes && vm->routes[route_index];
+    const mg_lua_rt_t *lrt = rt->lua;
+    return lrt && route_index < lrt->nroutes && lrt->routes[route_index];
 }
 
 /* --- running phases -------------------------------------------------- */
@@ -494,7 +718,7 @@ mg_lua_route_has_plugins(const mg_runtime_t *rt, size_t route_index)
 static void
 mg_lua_drop_thread(mg_request_t *r)
 {
-    mg_lua_vm_t *vm = r->rt->lua;
+    mg_lua_vm_t *vm = MG_LUA_VM(r->rt);
     lua_State   *co = r->lua_co;
 
     if (co == NULL) {
@@ -550,7 +774,7 @@ static int
 mg_lua_start_args(mg_request_t *r, int phase, const char *chunk, size_t n,
                   int eof)
 {
-    mg_lua_vm_t *vm = r->rt->lua;
+    mg_lua_vm_t *vm = MG_LUA_VM(r->rt);
     lua_State   *L = vm->L;
     lua_State   *co;
 
@@ -568,7 +792,7 @@ mg_lua_start_args(mg_request_t *r, int phase, const char *chunk, size_t n,
     lua_pushstring(co, mg_lua_phase_str(phase));
     lua_pushlightuserdata(co, r);
     lua_pushstring(co, r->request_id);
-    lua_pushinteger(co, (lua_Integer) r->route->index);
+    lua_pushinteger(co, r->route ? (lua_Integer) r->route->index : -1);
     if (phase != MG_LUA_PHASE_body_filter) {
         return mg_lua_resume(r, 4);
     }
@@ -613,16 +837,23 @@ mg_lua_continue(mg_request_t *r, int resuming)
         break;
     }
     r->lua_stage = 0;
+    if (r->route == NULL) {
+        /* the Admin API answers every request itself */
+        mg_log_error("*%llu admin API: no response produced",
+                     (unsigned long long) r->conn->id);
+        mg_http_send_error(r, 500, NULL);
+        return;
+    }
     mg_proxy_start(r);
 }
 
 void
 mg_lua_access(mg_request_t *r)
 {
-    const mg_lua_vm_t *vm = r->rt->lua;
+    const mg_lua_rt_t *lrt = r->rt->lua;
 
     r->lua = 1;
-    r->lua_mask = vm->phases[r->route->index];
+    r->lua_mask = lrt->phases[r->route->index];
     r->lua_bf = (r->lua_mask & MG_LUA_PHASE_body_filter) != 0;
     r->lua_ref = LUA_NOREF;
     /* a phase no plugin of the route implements costs nothing */
@@ -759,10 +990,11 @@ mg_lua_request_end(mg_request_t *r)
         return;
     }
     r->lua_log_done = 1;
-    vm = r->rt->lua;
+    vm = MG_LUA_VM(r->rt);
     if (ev_is_active(&r->lua_timer)) {
         ev_timer_stop(mg_worker->loop, &r->lua_timer);
     }
+    mg_lua_socket_owner_end(r, NULL);   /* cosockets it left open */
     mg_lua_drop_thread(r);      /* a phase cut short by an abort */
     if (r->lua_mask & MG_LUA_PHASE_log) {
         mg_lua_run_sync(r, MG_LUA_PHASE_log);
@@ -1395,7 +1627,7 @@ mg_lua_timer_unlink(mg_lua_timer_t *t)
 static void
 mg_lua_timer_run(mg_lua_timer_t *t, int premature, int resuming)
 {
-    mg_lua_vm_t *vm = mg_worker->rt->lua;
+    mg_lua_vm_t *vm = MG_LUA_VM(mg_worker->rt);
     lua_State   *L = vm->L;
     int          rc;
 
@@ -1421,6 +1653,7 @@ mg_lua_timer_run(mg_lua_timer_t *t, int premature, int resuming)
         mg_log_error("lua timer %d failed: %s", t->id,
                      lua_isstring(t->co, -1) ? lua_tostring(t->co, -1) : "?");
     }
+    mg_lua_socket_owner_end(NULL, t);   /* cosockets it left open */
     luaL_unref(L, LUA_REGISTRYINDEX, t->co_ref);
     t->co = NULL;
     t->running = 0;
@@ -1458,7 +1691,7 @@ mg_lua_timer_at(double delay, int id, double every)
     mg_lua_timer_t *t;
 
     if (mg_worker == NULL || mg_worker->rt == NULL || mg_worker->rt->lua == NULL
-        || ((mg_lua_vm_t *) mg_worker->rt->lua)->timer_ref == LUA_NOREF)
+        || MG_LUA_VM(mg_worker->rt)->timer_ref == LUA_NOREF)
     {
         mg_lua_set_error("%s", "timers run in workers only");
         return MG_ERROR;
@@ -1522,3 +1755,21 @@ mg_lua_timers_shutdown(void)
 int mg_lua_worker_id(void) { return mg_worker ? mg_worker->slot : -1; }
 int mg_lua_worker_count(void) { return mg_worker ? mg_worker->conf->worker_processes : 0; }
 int mg_lua_worker_pid(void) { return (int) getpid(); }
+
+/* --- cosocket hook (mg_lua_socket.h) ---------------------------------- */
+
+void
+mg_lua_wake(void *r, void *t)
+{
+    if (r != NULL) {
+        mg_request_t *rq = r;
+        mg_conn_t    *c = rq->conn;
+
+        MG_CONN_ENTER(c);
+        mg_lua_continue(rq, 1);
+        MG_CONN_LEAVE(c);
+    } else if (t != NULL) {
+        mg_lua_timer_run(t, 0, 1);
+    }
+    mg_worker_ready_flush();
+}

@@ -27,6 +27,36 @@ int mg_lua_runtime_init(mg_runtime_t *rt, const mg_conf_t *conf, char *err,
                         size_t errlen);
 void mg_lua_runtime_free(mg_runtime_t *rt);
 
+/*
+ * In a worker swapping to rt (a new config version) from prev: configure
+ * rt on prev's VM (plugins stay loaded; runloop.init builds the new
+ * per-route lists, and in-flight requests keep the lists they started
+ * with), or on a VM created now when prev had none and rt has plugins.
+ * A worker never drops its VM once it has one: timers live there.
+ */
+int mg_lua_runtime_reconfigure(mg_runtime_t *rt, const mg_runtime_t *prev,
+                               const mg_conf_t *conf, char *err,
+                               size_t errlen);
+
+/*
+ * The admin process: replace rt's VM by one running the Admin API
+ * (moongate.admin, see runloop.admin_init).  MG_ERROR with a message.
+ */
+int mg_lua_admin_init(mg_runtime_t *rt, const mg_conf_t *conf, char *err,
+                      size_t errlen);
+
+/*
+ * Run moongate.cli[fn](conf_json, arg) in a VM of its own, closed after:
+ * the import at start and reload (database = off), `moongate config
+ * db_import/db_export`.  MG_OK with the function's message (its first
+ * result when a string) in msg, or MG_ERROR with the error in msg.
+ */
+int mg_lua_cli(const mg_conf_t *conf, const char *fn, const char *arg,
+               char *msg, size_t msglen);
+
+/* Serve r, an Admin API request, in Lua (access phase, no route). */
+void mg_lua_admin(mg_request_t *r);
+
 /* Does route i enter Lua? */
 int mg_lua_route_has_plugins(const mg_runtime_t *rt, size_t route_index);
 

@@ -170,4 +170,88 @@ int mg_shdict_get_keys(int d, int max, const char **p, size_t *n);
 double mg_shdict_capacity(int d);                     /* bytes */
 double mg_shdict_free_space(int d);                   /* bytes in free pages */
 
+/* --- entity store (moongate.db) ------------------------------------ */
+/*
+ * core/store/mg_store.h for Lua (core/lua/mg_lua_store.c).  `s` is an
+ * opaque mg_store_t *.  Entities, filters and results travel as one
+ * string of items "<decimal length>:<bytes>" (lua/moongate/db/store.lua
+ * documents the layout).  Every int function returns MG_OK or the
+ * store's code (MG_STORE_E_*, or MG_ERROR when out of memory) and then
+ * fills err (give 1024 bytes) with the items: code index type id field
+ * ref_type ref_id msg.  Results come in a malloc'd *out the caller
+ * releases with mg_lua_free.  op of mg_lua_store_write: 0 insert,
+ * 1 update, 2 upsert (*created says which).  Cursors are at most 95
+ * bytes; size 0 lists everything.
+ */
+void *mg_lua_store_open(const char *dir, size_t map_size, char *err,
+                        size_t errlen);
+void mg_lua_store_close(void *s);
+void mg_lua_free(void *p);
+int mg_lua_store_write(void *s, int op, const char *ent, size_t len,
+                       int *created, char *err, size_t errlen);
+int mg_lua_store_delete(void *s, const char *type, const char *id,
+                        size_t idlen, size_t *ndeleted, char *err,
+                        size_t errlen);
+int mg_lua_store_get(void *s, const char *type, const char *key, size_t kl,
+                     const char *by_field, char **out, size_t *outlen,
+                     char *err, size_t errlen);
+int mg_lua_store_list(void *s, const char *type, const char *filter,
+                      size_t fl, size_t size, const char *offset, size_t ol,
+                      char **out, size_t *outlen, char *err, size_t errlen);
+int mg_lua_store_export(void *s, char **out, size_t *outlen, char *err,
+                        size_t errlen);
+int mg_lua_store_replace_all(void *s, const char *ents, size_t len,
+                             char *err, size_t errlen);
+double mg_lua_store_version(void *s);
+int mg_lua_store_check(void *s, size_t *nentities, char *err,
+                       size_t errlen);
+/* YAML or JSON text -> compact JSON (core/conf/mg_yaml_json.c), scalars
+ * typed as the declarative loader types them; MG_ERROR with
+ * "line L, column C: problem" in err */
+int mg_lua_yaml_to_json(const char *text, size_t len, char **out,
+                        size_t *outlen, char *err, size_t errlen);
+
+/* --- cosockets (ngx.socket.tcp; core/lua/mg_lua_socket.c) ---------- */
+/*
+ * A TCP connection owned by a request r or a timer run t (exactly one
+ * non-NULL), named by an int id (slot and generation: after close,
+ * setkeepalive or the owner's end the id is stale and every call fails
+ * with "closed"; freed memory is never reached).  key names the
+ * keep-alive pool ("host:port[:name]"); connect takes an idle pooled
+ * connection of that key first (MG_OK at once).  Calls that wait return
+ * MG_AGAIN: the caller yields, C resumes it when the event fired or
+ * timeout_ms (0: none) passed, then mg_lua_socket_result(id) tells how
+ * the wait ended.  MG_ERROR: the reason ("timeout", "closed",
+ * "connection refused", "no resolver defined to resolve \"x\"", ...) is
+ * in mg_lua_socket_error(), a static string until the next socket call.
+ * recv: MG_OK with 1..max bytes in (*p, *n), valid until the next call on
+ * id; MG_DONE at end of stream; MG_AGAIN: wait, result, then recv again.
+ * A request or timer that ends closes what it left open, even mid-wait.
+ */
+int mg_lua_socket_connect(void *r, void *t, const char *host, size_t hl,
+                          int port, const char *key, size_t kl,
+                          int timeout_ms, int *id);
+int mg_lua_socket_result(int id);
+const char *mg_lua_socket_error(void);
+int mg_lua_socket_send(int id, const char *p, size_t n, int timeout_ms);
+int mg_lua_socket_recv(int id, size_t max, int timeout_ms, const char **p,
+                       size_t *n);
+int mg_lua_socket_sslhandshake(int id, const char *name, size_t nl,
+                               int verify, int timeout_ms);
+int mg_lua_socket_reused(int id);                     /* MG_DECLINED: stale */
+/* back to the pool of its key (size: most idle kept, LRU evicted) */
+int mg_lua_socket_setkeepalive(int id, int timeout_ms, int size);
+int mg_lua_socket_close(int id);
+int mg_lua_socket_count(int pooled);  /* open sockets in use (0) or idle (1) */
+
+/* --- upstream health (core/upstream/mg_health_lua.c) --------------- */
+/* The Admin API's GET /upstreams/{u}/health: MG_OK with *healthy 1 or 0
+ * when target ("host:port", or as written in the target entity) of the
+ * upstream (id or name) has health state, as this process's newest
+ * runtime sees it (the state itself is shared by every process and
+ * survives reloads); MG_DECLINED when the upstream or target is unknown
+ * there or health checks are off for the upstream (HEALTHCHECKS_OFF). */
+int mg_lua_health_target_status(const char *upstream, size_t ul,
+                                const char *target, size_t tl, int *healthy);
+
 #endif /* MG_LUA_API_H */

@@ -1,7 +1,8 @@
 /*
- * mg_health.c -- healthchecks records, the shared state, passive reports
- * and the sync into balancers.  Active probes are in mg_health_probe.c.
- * See mg_health.h.
+ * mg_health.c -- healthchecks records, binding a runtime's targets to
+ * their words in the arena (mg_health_arena.c), passive reports, the sync
+ * into balancers and the Admin API's read.  Active probes are in
+ * mg_health_probe.c.  See mg_health.h.
  *
  * The record arrives as compact JSON (mg_upstream_t.healthchecks_json,
  * usually already merged over Kong's defaults by the declarative loader;
@@ -17,7 +18,6 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <sys/mman.h>
 #include <yaml.h>
 #include "mg_health_int.h"
 #include "../base/mg_log.h"
@@ -605,7 +605,148 @@ mg_health_conf_parse(mg_pool_t *pool, const mg_upstream_t *u,
     return MG_OK;
 }
 
+/* --- keys ------------------------------------------------------------ */
+
+/* The check identity: what a verdict is about (see mg_health.h).  The
+ * probe's request, never its thresholds or timing. */
+static uint64_t
+mg_health_check_id(const mg_health_conf_t *c)
+{
+    const char *sni = c->active.https_sni ? c->active.https_sni : "";
+    uint64_t    hv = mg_health_hash_begin();
+    uint8_t     type = (uint8_t) c->active.type;
+
+    hv = mg_health_hash_add(hv, "health/1", 8);      /* the word's layout */
+    hv = mg_health_hash_add(hv, &type, 1);
+    hv = mg_health_hash_add(hv, c->active.http_path,
+                            strlen(c->active.http_path));
+    hv = mg_health_hash_add(hv, sni, strlen(sni));
+    return mg_health_hash_add(hv, c->active.headers,
+                              strlen(c->active.headers));
+}
+
+/* A target's key: upstream id, host and port (not the target string as
+ * written: "h" and "h:8000" are one target), check identity. */
+static uint64_t
+mg_health_target_key(const mg_health_up_t *up, const mg_target_t *t)
+{
+    uint64_t hv = mg_health_hash_begin();
+    uint8_t  port[2];
+
+    port[0] = (uint8_t) (t->port >> 8);
+    port[1] = (uint8_t) t->port;
+    hv = mg_health_hash_add(hv, up->upstream->id.data, up->upstream->id.len);
+    hv = mg_health_hash_add(hv, t->host.data, t->host.len);
+    hv = mg_health_hash_add(hv, port, 2);
+    hv = mg_health_hash_add(hv, &up->check, sizeof(up->check));
+    return mg_health_hash_end(hv);
+}
+
 /* --- create / free ---------------------------------------------------- */
+
+mg_health_t *mg_health_live;
+
+/* Where the targets of an upstream with checks off point: never written
+ * (report, set and probes all stop at conf.on first). */
+static mg_health_slot_t mg_health_off_slot;
+
+static void mg_health_log_change(const mg_health_t *h, size_t uidx,
+                                 size_t idx, int down, const char *why);
+
+/* Checks are off for upstream uidx: forget what a runtime with checks on
+ * left in the arena for its targets (see mg_health.h), so turning them
+ * on again starts from HEALTHY.  Looks up, never claims. */
+static void
+mg_health_forget(mg_health_t *h, size_t uidx)
+{
+    const mg_health_up_t *up = &h->ups[uidx];
+    const mg_balancer_t  *b = h->rt->upstreams[up->upstream->index].balancer;
+    mg_health_slot_t     *slot;
+    uint64_t              old;
+    size_t                i;
+
+    for (i = 0; i < up->n; i++) {
+        const mg_target_t *t = mg_balancer_target(b, (int) i);
+
+        if (t == NULL
+            || (slot = mg_health_arena_find(h->arena,
+                                            mg_health_target_key(up, t)))
+                   == NULL
+            || atomic_load(&slot->word) == 0)
+        {
+            continue;
+        }
+        old = atomic_exchange(&slot->word, 0);
+        if (old & MG_HEALTH_DOWN) {
+            atomic_fetch_add(&h->arena->gen, 1);
+            mg_health_log_change(h, uidx, i, 0, "health checks turned off");
+        }
+    }
+}
+
+/* Point every target at its word: claimed in the arena, or a private one
+ * when the arena is full. */
+static int
+mg_health_bind(mg_health_t *h, size_t total, char *err, size_t errlen)
+{
+    size_t u, i, first_u = 0, first_i = 0;
+
+    h->_slots = calloc(total + 1, sizeof(mg_health_slot_t *));
+    if (h->_slots == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return MG_ERROR;
+    }
+    for (u = 0; u < h->nups; u++) {
+        mg_health_up_t      *up = &h->ups[u];
+        const mg_balancer_t *b =
+            h->rt->upstreams[up->upstream->index].balancer;
+
+        up->check = mg_health_check_id(&up->conf);
+        if (!up->conf.on) {
+            for (i = 0; i < up->n; i++) {
+                h->_slots[up->first + i] = &mg_health_off_slot;
+            }
+            mg_health_forget(h, u);
+            continue;
+        }
+        for (i = 0; i < up->n; i++) {
+            const mg_target_t *t = mg_balancer_target(b, (int) i);
+            mg_health_slot_t  *slot = NULL;
+
+            if (t != NULL) {
+                slot = mg_health_arena_claim(h->arena,
+                                             mg_health_target_key(up, t));
+            }
+            if (slot == NULL) {
+                if (h->_private == NULL) {
+                    h->_private = calloc(total, sizeof(mg_health_slot_t));
+                    if (h->_private == NULL) {
+                        snprintf(err, errlen, "out of memory");
+                        return MG_ERROR;
+                    }
+                    first_u = u;
+                    first_i = i;
+                }
+                slot = &h->_private[h->_nprivate++];
+            }
+            h->_slots[up->first + i] = slot;
+        }
+    }
+    if (h->_nprivate > 0) {
+        const mg_upstream_t *fu = h->ups[first_u].upstream;
+        const mg_target_t   *ft = mg_balancer_target(
+            h->rt->upstreams[fu->index].balancer, (int) first_i);
+
+        mg_log_error("health arena full (%zu of %zu slots taken): %zu "
+                     "targets keep their health state in this process only, "
+                     "the first: upstream \"%.*s\" target \"%.*s\"",
+                     mg_health_arena_used(h->arena),
+                     mg_health_arena_slots(h->arena), h->_nprivate,
+                     (int) fu->name.len, fu->name.data,
+                     ft ? (int) ft->target.len : 1, ft ? ft->target.data : "?");
+    }
+    return MG_OK;
+}
 
 mg_health_t *
 mg_health_create(mg_runtime_t *rt, char *err, size_t errlen)
@@ -613,14 +754,22 @@ mg_health_create(mg_runtime_t *rt, char *err, size_t errlen)
     mg_health_t *h;
     mg_config_t *cf = rt->cf;
     size_t       i, total = 0;
-    void        *m;
 
+    if (mg_health_arena_get() == NULL) {
+        mg_health_arena_t *a = mg_health_arena_create(0, err, errlen);
+
+        if (a == NULL) {
+            return NULL;
+        }
+        mg_health_arena_set(a);
+    }
     h = calloc(1, sizeof(*h));
     if (h == NULL) {
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
     h->rt = rt;
+    h->arena = mg_health_arena_get();
     h->nups = cf->upstreams_n;
     h->pool = mg_pool_create(4096);
     h->ups = calloc(h->nups + 1, sizeof(mg_health_up_t));
@@ -644,18 +793,15 @@ mg_health_create(mg_runtime_t *rt, char *err, size_t errlen)
         up->n = mg_balancer_size(rt->upstreams[u->index].balancer);
         total += up->n;
     }
-
-    h->shm_size = sizeof(mg_health_shm_t) + total * sizeof(mg_health_slot_t);
-    m = mmap(NULL, h->shm_size, PROT_READ | PROT_WRITE,
-             MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    if (m == MAP_FAILED) {
-        snprintf(err, errlen, "health checks: mmap(%zu) failed: %s",
-                 h->shm_size, strerror(errno));
-        h->shm = NULL;
+    if (mg_health_bind(h, total, err, errlen) != MG_OK) {
         mg_health_free(h);
         return NULL;
     }
-    h->shm = m;      /* zero-filled: every target HEALTHY, counters 0 */
+    h->_next = mg_health_live;
+    if (mg_health_live != NULL) {
+        mg_health_live->_prev = h;
+    }
+    mg_health_live = h;
     return h;
 }
 
@@ -666,9 +812,16 @@ mg_health_free(mg_health_t *h)
         return;
     }
     mg_health_stop_active(h);
-    if (h->shm) {
-        munmap(h->shm, h->shm_size);
+    if (h->_prev != NULL) {
+        h->_prev->_next = h->_next;
+    } else if (mg_health_live == h) {
+        mg_health_live = h->_next;
     }
+    if (h->_next != NULL) {
+        h->_next->_prev = h->_prev;
+    }
+    free(h->_slots);
+    free(h->_private);
     free(h->ups);
     if (h->pool) {
         mg_pool_destroy(h->pool);
@@ -690,17 +843,16 @@ static const char *const mg_health_ctr_name[] = {
 
 static void
 mg_health_log_change(const mg_health_t *h, size_t uidx, size_t idx,
-                     int down, int ctr, unsigned n, int active)
+                     int down, const char *why)
 {
     const mg_upstream_t *u = h->ups[uidx].upstream;
     const mg_target_t   *t;
 
     t = mg_balancer_target(h->rt->upstreams[u->index].balancer, (int) idx);
-    mg_log_notice("upstream \"%.*s\" target \"%.*s\" is %s now: %u %s "
-                  "(%s health check)", (int) u->name.len, u->name.data,
+    mg_log_notice("upstream \"%.*s\" target \"%.*s\" is %s now: %s",
+                  (int) u->name.len, u->name.data,
                   t ? (int) t->target.len : 1, t ? t->target.data : "?",
-                  down ? "UNHEALTHY" : "HEALTHY", n, mg_health_ctr_name[ctr],
-                  active ? "active" : "passive");
+                  down ? "UNHEALTHY" : "HEALTHY", why);
 }
 
 void
@@ -751,7 +903,7 @@ mg_health_count(mg_health_t *h, size_t uidx, size_t idx, int kind,
         return;                /* that counter is off (Kong fails fast) */
     }
 
-    slot = &h->shm->slots[h->ups[uidx].first + idx];
+    slot = h->_slots[h->ups[uidx].first + idx];
     old = atomic_load(&slot->word);
     do {
         int down = (old & MG_HEALTH_DOWN) != 0;
@@ -787,9 +939,12 @@ mg_health_count(mg_health_t *h, size_t uidx, size_t idx, int kind,
     } while (!atomic_compare_exchange_weak(&slot->word, &old, nw));
 
     if (flipped) {
-        atomic_fetch_add(&h->shm->gen, 1);
-        mg_health_log_change(h, uidx, idx, (nw & MG_HEALTH_DOWN) != 0, ctr, n,
-                             active);
+        char why[64];
+
+        atomic_fetch_add(&h->arena->gen, 1);
+        snprintf(why, sizeof(why), "%u %s (%s health check)", n,
+                 mg_health_ctr_name[ctr], active ? "active" : "passive");
+        mg_health_log_change(h, uidx, idx, (nw & MG_HEALTH_DOWN) != 0, why);
     }
 }
 
@@ -816,18 +971,12 @@ mg_health_set(mg_health_t *h, size_t uidx, size_t idx, int healthy)
     {
         return MG_DECLINED;
     }
-    slot = &h->shm->slots[h->ups[uidx].first + idx];
+    slot = h->_slots[h->ups[uidx].first + idx];
     old = atomic_exchange(&slot->word, healthy ? 0 : MG_HEALTH_DOWN);
     if ((old & MG_HEALTH_DOWN) != (healthy ? 0 : MG_HEALTH_DOWN)) {
-        const mg_upstream_t *u = h->ups[uidx].upstream;
-        const mg_target_t   *t;
-
-        atomic_fetch_add(&h->shm->gen, 1);
-        t = mg_balancer_target(h->rt->upstreams[u->index].balancer, (int) idx);
-        mg_log_notice("upstream \"%.*s\" target \"%.*s\" is %s now: set "
-                      "through the Admin API", (int) u->name.len, u->name.data,
-                      t ? (int) t->target.len : 1, t ? t->target.data : "?",
-                      healthy ? "HEALTHY" : "UNHEALTHY");
+        atomic_fetch_add(&h->arena->gen, 1);
+        mg_health_log_change(h, uidx, idx, !healthy,
+                             "set through the Admin API");
     }
     return MG_OK;
 }
@@ -844,7 +993,7 @@ mg_health_is_healthy(const mg_health_t *h, size_t uidx, size_t idx)
 uint64_t
 mg_health_generation(const mg_health_t *h)
 {
-    return h ? atomic_load(&h->shm->gen) : 0;
+    return h ? atomic_load(&h->arena->gen) : 0;
 }
 
 /* Healthy weight below threshold % of the total: the whole upstream is
@@ -884,7 +1033,7 @@ mg_health_sync(mg_health_t *h, mg_runtime_t *rt)
     }
     /* Read the generation before the words: a change racing with this
      * pass bumps it again and the next sync repeats the pass. */
-    gen = atomic_load(&h->shm->gen);
+    gen = atomic_load(&h->arena->gen);
     if (h->_synced && gen == h->_synced_gen) {
         return;
     }
@@ -947,4 +1096,63 @@ mg_health_upstream_state_name(const mg_health_t *h, size_t uidx)
         any = mg_health_is_healthy(h, uidx, i);
     }
     return any ? "HEALTHY" : "UNHEALTHY";
+}
+
+/* --- the Admin API's view ---------------------------------------------- */
+
+/* Is target t the one the Admin API names: as written in the entity, or
+ * normalised to host:port ("[v6]:port" for an IPv6 literal)? */
+static int
+mg_health_target_is(const mg_target_t *t, const char *s, size_t n)
+{
+    char buf[300];
+    int  v6, len;
+
+    if (t->target.len == n && memcmp(t->target.data, s, n) == 0) {
+        return 1;
+    }
+    v6 = memchr(t->host.data, ':', t->host.len) != NULL
+         && t->host.len > 0 && t->host.data[0] != '[';
+    len = snprintf(buf, sizeof(buf), v6 ? "[%.*s]:%u" : "%.*s:%u",
+                   (int) t->host.len, t->host.data, (unsigned) t->port);
+    return len > 0 && (size_t) len == n && memcmp(buf, s, n) == 0;
+}
+
+int
+mg_health_target_status(const char *upstream, size_t ul, const char *target,
+                         size_t tl, int *healthy)
+{
+    const mg_health_t *h;
+    size_t             u, i;
+
+    /* the newest instance that has the upstream answers, even "no such
+     * target": an older one is a config on its way out */
+    for (h = mg_health_live; h != NULL; h = h->_next) {
+        for (u = 0; u < h->nups; u++) {
+            const mg_health_up_t *up = &h->ups[u];
+            const mg_upstream_t  *us = up->upstream;
+            const mg_balancer_t  *b;
+
+            if (!(us->id.len == ul && memcmp(us->id.data, upstream, ul) == 0)
+                && !(us->name.len == ul
+                     && memcmp(us->name.data, upstream, ul) == 0))
+            {
+                continue;
+            }
+            if (!up->conf.on) {
+                return MG_DECLINED;
+            }
+            b = h->rt->upstreams[us->index].balancer;
+            for (i = 0; i < up->n; i++) {
+                const mg_target_t *t = mg_balancer_target(b, (int) i);
+
+                if (t != NULL && mg_health_target_is(t, target, tl)) {
+                    *healthy = (mg_health_word(h, u, i) & MG_HEALTH_DOWN) == 0;
+                    return MG_OK;
+                }
+            }
+            return MG_DECLINED;
+        }
+    }
+    return MG_DECLINED;
 }

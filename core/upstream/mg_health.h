@@ -1,28 +1,64 @@
 /*
  * mg_health.h -- Kong's upstream `healthchecks`: active probes and passive
- * circuit breakers, with one health state per target that every worker
- * sees exactly.
+ * circuit breakers, with one health state per target that every process
+ * sees exactly, and that outlives the config it was built for.
  *
- * Lifecycle.  The master builds an mg_health_t for a runtime before it
- * forks (mg_health_create): it parses each upstream's healthchecks record,
- * applies Kong's defaults, validates it, and maps one shared anonymous
- * region (MAP_SHARED | MAP_ANONYMOUS) holding a 64-bit state word per
- * target and a generation counter.  Workers inherit the mapping; they
- * report outcomes of proxied requests (mg_health_report, passive), one
- * worker runs the active probes (mg_health_start_active), and every
- * worker copies the shared state into its own balancers' down flags with
- * mg_health_sync before picking a target.  A new runtime (reload) gets a
- * new mg_health_t: state starts over with the new snapshot.
+ * The arena.  The master maps one region shared by every process it will
+ * ever fork (mg_health_arena_create, MAP_SHARED | MAP_ANONYMOUS), once,
+ * before its first fork, installs it process-wide (mg_health_arena_set)
+ * and keeps it for its whole life, across reloads.  It holds a state word
+ * per target, found by key, and the generation counter.  The key is a
+ * 64-bit hash of (upstream id, target host and port, the check identity)
+ * (mg_health_create claims slots by compare-and-swap, see
+ * mg_health_arena.c): any runtime built in any process -- the master's
+ * for a new generation, a worker's or the admin process's rebuilt
+ * in-process after an Admin API write -- lands on the same words for the
+ * same targets, so health survives reloads and live changes.  A full
+ * arena gives the targets that do not fit a per-process word (one error
+ * line per runtime); nothing fails.
+ *
+ * What the key holds decides what survives a change:
+ *  - kept: the state of a target still in the upstream under the same id;
+ *    any change to thresholds, intervals, status lists, timeout,
+ *    concurrency, threshold, weights or other targets.  Thresholds only
+ *    say how many consecutive outcomes flip the state, not what the word
+ *    means, so the counters are re-evaluated, not reset: the down bit
+ *    stays, and a counter already at or above a lowered threshold flips
+ *    the state at the next outcome of its kind (a raised one needs more;
+ *    one set to 0 stops counting).
+ *  - new state (HEALTHY, no counts): a changed check identity -- active
+ *    type, http_path, https_sni, headers -- because a verdict reached
+ *    with one probe says nothing about another, and old and new runtimes
+ *    probing the same target must not fight over one word while old
+ *    workers drain.  Turning checks off for an upstream forgets its
+ *    targets' state (the words are cleared when a runtime with checks off
+ *    is built), so turning them on again later starts from HEALTHY.
+ * Rejected: thresholds in the key -- tightening them during an incident
+ * would put every target known down back into rotation.  Two targets
+ * hashing to one 64-bit key would share a word: about n^2 / 2^65, taken.
+ *
+ * Per runtime.  mg_health_create parses each upstream's healthchecks
+ * record, applies Kong's defaults, validates it and looks the targets up.
+ * Processes report outcomes of proxied requests (mg_health_report,
+ * passive), one process runs the active probes (mg_health_start_active,
+ * worker slot 0; starting them stops this process's other instances'
+ * probes), and every process copies the shared state into its own
+ * balancers' down flags with mg_health_sync before picking a target.
+ * mg_health_free releases only what the process owns; the arena stays.
  *
  * State word.  Four saturating 8-bit counters (successes, TCP failures,
  * timeouts, HTTP failures) and the unhealthy bit live in one word and
  * change together with one compare-and-swap, so a transition is exact
- * however many workers report at once; the process whose CAS flips the
+ * however many processes report at once; the process whose CAS flips the
  * bit bumps the generation and logs the change (notice level), once.
  *
  * Rejected: per-worker state merged over a pipe (a worker would route to
- * a target another worker already knows is down), and a lock in shared
- * memory (a worker dying while holding it would wedge every other one).
+ * a target another worker already knows is down); a lock in shared
+ * memory (a process dying while holding it would wedge every other one);
+ * one region per runtime, mapped by the master before fork (the previous
+ * design: a reload started health over, and a runtime built after fork
+ * had state no other process saw); keying by balancer index (indexes
+ * move when targets are added or removed).
  */
 #ifndef MG_HEALTH_H
 #define MG_HEALTH_H
@@ -32,6 +68,11 @@
 #include "mg_upstream.h"
 
 typedef struct mg_health_s mg_health_t;
+typedef struct mg_health_arena_s mg_health_arena_t;
+
+/* Slots of the master's arena: 64 bytes each, so 4 MiB of address space,
+ * touched only where used. */
+#define MG_HEALTH_ARENA_SLOTS 65536
 
 /* What the proxy saw on a request to a target (mg_health_report kind). */
 enum {
@@ -102,17 +143,43 @@ typedef struct {
 } mg_health_conf_t;
 
 /*
- * Master, before fork.  Parse and validate every upstream's
- * healthchecks_json (empty = all defaults) and map the shared state, one
- * slot per balancer target ([upstream index][balancer index]); every
- * target starts HEALTHY.  Returns NULL with a message in err naming the
- * upstream and the field, e.g. `upstream "llm": healthchecks.active.
- * timeout: value should be between 0 and 65535`.  rt must outlive h.
+ * Map an arena of `slots` slots (0 = MG_HEALTH_ARENA_SLOTS; rounded up to
+ * a power of two), every slot free.  The master calls it once before its
+ * first fork and keeps it; NULL with a message in err when mmap fails.
+ */
+mg_health_arena_t *mg_health_arena_create(size_t slots, char *err,
+                                          size_t errlen);
+
+/* Unmap.  Only when no mg_health_t built on it lives in any process
+ * (tests; the master never needs to). */
+void mg_health_arena_free(mg_health_arena_t *a);
+
+/* The arena mg_health_create uses in this process and, after fork, in its
+ * children.  Set by the master before the first fork. */
+void mg_health_arena_set(mg_health_arena_t *a);
+mg_health_arena_t *mg_health_arena_get(void);
+
+/* Its size and how many slots are taken (slots are never given back). */
+size_t mg_health_arena_slots(const mg_health_arena_t *a);
+size_t mg_health_arena_used(const mg_health_arena_t *a);
+
+/*
+ * Any process, any time (the master before fork, a worker or the admin
+ * process rebuilding its runtime).  Parse and validate every upstream's
+ * healthchecks_json (empty = all defaults) and find each target's state
+ * word in the process's arena by key, claiming the slot for a target
+ * never seen (it starts HEALTHY).  With no arena set, one of
+ * MG_HEALTH_ARENA_SLOTS is created and set first (a process that never
+ * forks -- tests, tools -- needs nothing more).  Returns NULL with a
+ * message in err naming the upstream and the field, e.g. `upstream
+ * "llm": healthchecks.active.timeout: value should be between 0 and
+ * 65535`.  rt must outlive h.
  */
 mg_health_t *mg_health_create(mg_runtime_t *rt, char *err, size_t errlen);
 
-/* Stop probes (if this process runs them) and unmap; NULL is a no-op.
- * Each process that holds h frees its own copy. */
+/* Stop probes (if this process runs them) and free what this process
+ * owns; the state stays in the arena for the next runtime.  NULL is a
+ * no-op.  Each process that holds h frees its own copy. */
 void mg_health_free(mg_health_t *h);
 
 /* The parsed record of upstream uidx (NULL when out of range). */
@@ -133,7 +200,8 @@ int mg_health_is_healthy(const mg_health_t *h, size_t uidx, size_t idx);
  */
 void mg_health_sync(mg_health_t *h, mg_runtime_t *rt);
 
-/* Bumped on every state change, in every process. */
+/* Bumped on every state change of any target, in every process (one
+ * counter for the whole arena). */
 uint64_t mg_health_generation(const mg_health_t *h);
 
 /*
@@ -164,10 +232,17 @@ int mg_health_set(mg_health_t *h, size_t uidx, size_t idx, int healthy);
  * Host (the upstream's host_header, else the target host) and the
  * configured headers, and reads the status line; type tcp only connects.
  * https and grpc(s) probes are skipped with a warning until TLS lands.
- * The timers do not keep the loop alive (ev_unref).
+ * The timers do not keep the loop alive (ev_unref).  Probes of this
+ * process's other instances stop first: one prober per process, so a
+ * worker that swaps runtimes probes the new targets only (same targets,
+ * same words: nothing is lost).
  */
 void mg_health_start_active(mg_health_t *h, struct ev_loop *loop,
                             mg_runtime_t *rt);
+
+/* Stop h's timers and close its probes in flight (counted nothing);
+ * NULL or not probing is a no-op.  Call before freeing a runtime's loop
+ * objects; mg_health_free calls it. */
 void mg_health_stop_active(mg_health_t *h);
 
 /* "HEALTHY", "UNHEALTHY", "HEALTHCHECKS_OFF" (checks off for the
@@ -178,5 +253,17 @@ const char *mg_health_state_name(const mg_health_t *h, size_t uidx,
 /* The whole upstream: "HEALTHCHECKS_OFF", or "HEALTHY" / "UNHEALTHY" by
  * its threshold (Kong's ?balancer_health=1). */
 const char *mg_health_upstream_state_name(const mg_health_t *h, size_t uidx);
+
+/*
+ * The Admin API's GET /upstreams/{u}/health: the state of target
+ * ("host:port", or as written in the target entity) of the upstream with
+ * that id (or name), as the newest runtime of THIS process sees it.
+ * MG_OK with *healthy 1 or 0 when the target has health state;
+ * MG_DECLINED when this process has no runtime with that upstream, the
+ * newest one has no such target, or health checks are off for the
+ * upstream (Kong's HEALTHCHECKS_OFF).  Reads one shared word.
+ */
+int mg_health_target_status(const char *upstream, size_t ul,
+                            const char *target, size_t tl, int *healthy);
 
 #endif /* MG_HEALTH_H */

@@ -17,6 +17,10 @@
  * socket timeout, 60 s.  Results count against the active thresholds:
  * refused/reset/closed early = TCP failure, a step timing out = timeout,
  * a status line = its status (unparsable = status 0, an HTTP failure).
+ * Probes belong to one mg_health_t; starting another instance's stops
+ * them (a worker swapping runtimes), and so does mg_health_free, so the
+ * peers a probe points into outlive it.
+ *
  * Rejected: reusing mg_upconn_t (keep-alive pools, request ownership and
  * the worker's ready queue are all things a probe must not touch).
  */
@@ -498,13 +502,18 @@ void
 mg_health_start_active(mg_health_t *h, struct ev_loop *loop,
                        mg_runtime_t *rt)
 {
-    size_t u;
-    int    rc;
+    mg_health_t *o;
+    size_t       u;
+    int          rc;
 
     if (h == NULL || loop == NULL || rt != h->rt) {
         return;
     }
-    mg_health_stop_active(h);
+    /* one prober per process: a runtime swapped in takes over from the
+     * old one (same targets, same words) */
+    for (o = mg_health_live; o != NULL; o = o->_next) {
+        mg_health_stop_active(o);
+    }
     h->_loop = loop;
     ev_now_update(loop);     /* intervals count from now, not the last poll */
     h->_checkers = calloc(h->nups + 1, sizeof(mg_health_checker_t));

@@ -191,6 +191,25 @@ mg_runtime_build(mg_config_t *cf, char *err, size_t errlen)
 }
 
 void
+mg_runtime_release(mg_runtime_t *rt)
+{
+    if (rt && --rt->refs == 0 && rt->retired) {
+        mg_upconn_close_idle(rt);
+        mg_runtime_free(rt);
+    }
+}
+
+void
+mg_runtime_retire(mg_runtime_t *rt)
+{
+    rt->retired = 1;
+    if (rt->refs == 0) {
+        mg_upconn_close_idle(rt);
+        mg_runtime_free(rt);
+    }
+}
+
+void
 mg_runtime_free(mg_runtime_t *rt)
 {
     size_t i;

@@ -85,11 +85,32 @@ struct mg_runtime_s {
     void               *lua;         /* the plugin VM (core/lua), or NULL */
     mg_service_rt_t    *services;    /* indexed by mg_service_t.index */
     mg_upstream_rt_t   *upstreams;   /* indexed by mg_upstream_t.index */
+    uint64_t            version;     /* the store's config version */
+    unsigned            refs;        /* requests and TLS connections on it */
+    unsigned            retired:1;   /* a newer one took over */
 };
 
 /* Build the runtime for cf (takes ownership of cf on success). */
 mg_runtime_t *mg_runtime_build(mg_config_t *cf, char *err, size_t errlen);
 void mg_runtime_free(mg_runtime_t *rt);
+
+/*
+ * A worker swaps runtimes between requests (a new config version): each
+ * request, and each TLS connection (its session uses the runtime's
+ * certificates), holds the runtime it started on, and a retired runtime
+ * is freed -- its idle upstream connections closed -- when the last
+ * holder lets go.
+ */
+static inline void
+mg_runtime_hold(mg_runtime_t *rt)
+{
+    if (rt) {
+        rt->refs++;
+    }
+}
+
+void mg_runtime_release(mg_runtime_t *rt);
+void mg_runtime_retire(mg_runtime_t *rt);
 
 /* An upstream connection: pooled when idle, owned by a request in use. */
 typedef void (*mg_upconn_handler_pt)(mg_upconn_t *u, int events);

@@ -110,6 +110,48 @@ int mg_shdict_flush_expired(int d, int max);
 int mg_shdict_get_keys(int d, int max, const char **p, size_t *n);
 double mg_shdict_capacity(int d);
 double mg_shdict_free_space(int d);
+
+void *mg_lua_store_open(const char *dir, size_t map_size, char *err,
+                        size_t errlen);
+void mg_lua_store_close(void *s);
+void mg_lua_free(void *p);
+int mg_lua_store_write(void *s, int op, const char *ent, size_t len,
+                       int *created, char *err, size_t errlen);
+int mg_lua_store_delete(void *s, const char *type, const char *id,
+                        size_t idlen, size_t *ndeleted, char *err,
+                        size_t errlen);
+int mg_lua_store_get(void *s, const char *type, const char *key, size_t kl,
+                     const char *by_field, char **out, size_t *outlen,
+                     char *err, size_t errlen);
+int mg_lua_store_list(void *s, const char *type, const char *filter,
+                      size_t fl, size_t size, const char *offset, size_t ol,
+                      char **out, size_t *outlen, char *err, size_t errlen);
+int mg_lua_store_export(void *s, char **out, size_t *outlen, char *err,
+                        size_t errlen);
+int mg_lua_store_replace_all(void *s, const char *ents, size_t len,
+                             char *err, size_t errlen);
+double mg_lua_store_version(void *s);
+int mg_lua_store_check(void *s, size_t *nentities, char *err,
+                       size_t errlen);
+int mg_lua_yaml_to_json(const char *text, size_t len, char **out,
+                        size_t *outlen, char *err, size_t errlen);
+
+int mg_lua_socket_connect(void *r, void *t, const char *host, size_t hl,
+                          int port, const char *key, size_t kl,
+                          int timeout_ms, int *id);
+int mg_lua_socket_result(int id);
+const char *mg_lua_socket_error(void);
+int mg_lua_socket_send(int id, const char *p, size_t n, int timeout_ms);
+int mg_lua_socket_recv(int id, size_t max, int timeout_ms, const char **p,
+                       size_t *n);
+int mg_lua_socket_sslhandshake(int id, const char *name, size_t nl,
+                               int verify, int timeout_ms);
+int mg_lua_socket_reused(int id);
+int mg_lua_socket_setkeepalive(int id, int timeout_ms, int size);
+int mg_lua_socket_close(int id);
+int mg_lua_socket_count(int pooled);
+int mg_lua_health_target_status(const char *upstream, size_t ul,
+                                const char *target, size_t tl, int *healthy);
 ]]
 
 -- MG_LOG_* of core/base/mg_log.h (mg_lua_log's level)

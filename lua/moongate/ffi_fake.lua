@@ -830,4 +830,80 @@ function fake.logged(text, level)
     return found
 end
 
+-- entity store (moongate.db) ----------------------------------------------
+-- Outside the binary there is no LMDB: the store functions fail, and
+-- moongate.db.store.fake() is the in-memory backend specs use instead.
+-- mg_lua_yaml_to_json accepts JSON only (checked with cjson): there is no
+-- YAML reader in plain Lua, specs feed the declarative layer JSON or
+-- tables.
+
+local function store_fail(err)
+    if type(err) == "table" then
+        local msg = "no entity store outside the moongate binary"
+        err[0] = "4:-1072:-10:0:0:0:0:" .. #msg .. ":" .. msg
+    end
+    return -107
+end
+
+function fake.mg_lua_store_open(dir, map_size, err)
+    if type(err) == "table" then
+        err[0] = "no entity store outside the moongate binary"
+    end
+    return nil
+end
+function fake.mg_lua_store_close() end
+function fake.mg_lua_free() end
+function fake.mg_lua_store_write(s, op, ent, len, created, err)
+    return store_fail(err)
+end
+function fake.mg_lua_store_delete(s, typ, id, idlen, n, err)
+    return store_fail(err)
+end
+function fake.mg_lua_store_get(s, typ, key, kl, by, o, ol, err)
+    return store_fail(err)
+end
+function fake.mg_lua_store_list(s, typ, f, fl, size, off, offl, o, ol, err)
+    return store_fail(err)
+end
+function fake.mg_lua_store_export(s, o, ol, err)
+    return store_fail(err)
+end
+function fake.mg_lua_store_replace_all(s, ents, len, err)
+    return store_fail(err)
+end
+function fake.mg_lua_store_version() return 0 end
+function fake.mg_lua_store_check(s, n, err)
+    return store_fail(err)
+end
+
+--- text -> JSON into out[0]; ERROR with a message in err[0]
+function fake.mg_lua_yaml_to_json(text, len, out, outlen, err)
+    local cjson = require "cjson.safe"
+    text = text:sub(1, tonumber(len))
+    local v, msg = cjson.decode(text)
+    if v == nil and msg then
+        err[0] = "line 1, column 1: not JSON (the fake reads no YAML): " ..
+                 tostring(msg)
+        return ERROR
+    end
+    out[0] = text
+    outlen[0] = #text
+    return OK
+end
+
+-- upstream health (mg_lua_health_target_status) ---------------------------
+
+fake.health = {}   -- [upstream .. " " .. target] = true | false
+function fake.mg_lua_health_target_status(upstream, ul, target, tl, healthy)
+    local v = fake.health[upstream:sub(1, ul) .. " " .. target:sub(1, tl)]
+    if v == nil then
+        return DECLINED
+    end
+    healthy[0] = v and 1 or 0
+    return OK
+end
+
+-- cosockets (mg_lua_socket_*): moongate.socket_fake ---------------------
+require("moongate.socket_fake")(fake)
+
 return fake

@@ -19,7 +19,8 @@
 --
 -- ngx.re is moongate.re (PCRE2 through the FFI); where it cannot load (no
 -- FFI, no libpcre2-8) it joins what is not in this build (their tables
--- raise a clear error when used): ngx.socket, ngx.thread, ngx.location.
+-- raise a clear error when used): ngx.thread, ngx.location.  ngx.socket.tcp
+-- is moongate.socket (cosockets).
 -- ngx.shared is moongate.shdict (shared memory); ngx.timer runs callbacks
 -- in coroutines of their own (core/lua/mg_lua.c, runloop.run_timer).  The
 -- digests are pure Lua for now (moongate.digest); they move to mbedTLS
@@ -1024,7 +1025,14 @@ ngx.timer = {
     end,
 }
 ngx.shared = require("moongate.shdict").shared     -- lua_shared_dict
-ngx.socket = missing("ngx.socket")
+-- ngx.socket: cosockets (moongate.socket, loaded on first use); udp and
+-- stream are not in this build
+ngx.socket = setmetatable({
+    tcp = function(...) return require("moongate.socket").tcp(...) end,
+    connect = function(...)
+        return require("moongate.socket").connect(...)
+    end,
+}, getmetatable(missing("ngx.socket")))
 ngx.thread = missing("ngx.thread")
 ngx.location = missing("ngx.location")
 

@@ -563,6 +563,64 @@ function _M.init(json)
     return res, err
 end
 
+-- The admin process: its one "plugin" is the Admin API (moongate.admin),
+-- run in the access phase of every request on admin_listen, so it has the
+-- PDK (kong.request, kong.response.exit), body reading and the error
+-- handling of any plugin.  `json` is the init document plus `admin`: the
+-- table moongate.admin.init receives.
+local function do_admin_init(json)
+    local doc, derr = cjson.decode(json)
+    if type(doc) ~= "table" then
+        return nil, "invalid admin document: " .. tostring(derr)
+    end
+    local kong = install_globals()
+    local ok, cerr = pdk.configure(kong, doc)
+    if not ok then
+        return nil, cerr
+    end
+    local adoc = type(doc.admin) == "table" and doc.admin or {}
+    adoc.enabled_plugins = (enabled_names(adoc.enabled_plugins))
+    adoc.node_id = kong.node.get_id()
+    adoc.hostname = kong.node.get_hostname()
+    local admin = require "moongate.admin"
+    local aok, aerr = admin.init(adoc)
+    if not aok then
+        return nil, aerr
+    end
+    local handler = {
+        PRIORITY = 0,
+        VERSION = "1.0.0",
+        access = function()
+            return admin.handle()
+        end,
+    }
+    loaded["admin-api"] = { name = "admin-api", priority = 0,
+                            handler = handler }
+    local inst = { name = "admin-api", conf = {}, key = "::", enabled = true }
+    local snap = {
+        lists = {},
+        routes = {},
+        services = {},
+        global = build_entries({ "admin-api" },
+                               { { ["admin-api"] = { inst } } }, nil, nil),
+    }
+    active = snap
+    _M.active = snap
+    return true
+end
+
+--- See do_admin_init.  Never raises.
+function _M.admin_init(json)
+    local ok, res, err = xpcall(function() return do_admin_init(json) end,
+                                traceback)
+    if not ok then
+        return nil, "admin API init failed: " .. tostring(res)
+    end
+    return res, err
+end
+
+_M.enabled_names = enabled_names
+
 --- The phases (a mask of mg_lua_phase bits) some plugin of route
 -- `route_index` implements: the core may skip the others.
 function _M.route_phases(route_index)

@@ -8,6 +8,11 @@
 -- Failure injection: a mockup process stopped and restarted on its port,
 -- a raw upstream that answers 500, a listener that never accepts, a port
 -- nothing listens on.
+--
+-- Reloads: the state lives in the master's arena for its whole life, so a
+-- target marked unhealthy stays so through `moongate reload` (SIGHUP),
+-- with the same config or with changed thresholds, and the new workers
+-- never try it.
 
 local H = require "moongate"
 
@@ -273,5 +278,102 @@ describe("e2e health checks", function()
       "connection refused", "no peer available",
       "prematurely closed", "closed while reading",
     })
+  end)
+end)
+
+describe("e2e health state across reloads", function()
+  local mock, gw, A, D
+
+  -- passive checks only: nothing but the Admin API brings D back, so a
+  -- healthy D after a reload could only mean the state was lost
+  local function config(tcp_failures)
+    return {
+      _format_version = "3.0",
+      upstreams = { {
+        name = "keep",
+        targets = { { target = A }, { target = D } },
+        healthchecks = { passive = { unhealthy = { tcp_failures = tcp_failures } } },
+      } },
+      services = { {
+        name = "keep", host = "keep", retries = 5,
+        routes = { { name = "keep", paths = { "/keep" } } },
+      } },
+    }
+  end
+
+  lazy_setup(function()
+    mock = H.start_mockup(1)
+    A = "127.0.0.1:" .. mock.port
+    D = "127.0.0.1:" .. H.free_port()
+    gw = H.start_gateway { name = "health-reload",
+      conf = { worker_processes = 2 }, config = config(1) }
+  end)
+
+  lazy_teardown(function()
+    H.cleanup()
+  end)
+
+  -- reload and wait until only new workers serve
+  local function reload()
+    local old = {}
+    for _, p in ipairs(gw:worker_pids()) do old[p] = true end
+    local mark = gw:log_mark()
+    local rc, out = gw:reload()
+    assert.equals(0, rc, out)
+    assert.is_true(gw:wait_log("configuration reloaded", 10, mark),
+                   "no reload in the log")
+    local deadline = H.now() + 10
+    local fresh
+    repeat
+      fresh = true
+      local w = gw:worker_pids()
+      for _, p in ipairs(w) do
+        if old[p] then fresh = false end
+      end
+      fresh = fresh and #w == 2
+      if not fresh then H.sleep(0.05) end
+    until fresh or H.now() > deadline
+    assert.is_true(fresh, "the old workers did not go")
+    return mark
+  end
+
+  -- no worker sends D anything, and nobody had to learn it again
+  local function assert_avoided(mark, why)
+    for _ = 1, 2 do
+      local c, statuses = H.spread(gw.port, 20, { path = "/keep/echo" })
+      assert.same({ [200] = 20 }, statuses)
+      assert.same({ [tostring(mock.port)] = 20 }, c)
+    end
+    local since = gw:error_log_since(mark)
+    assert.is_nil(since:find(esc(D) .. ": connection refused"),
+                  why .. ": a new worker tried the unhealthy target:\n" .. since)
+    assert.is_nil(since:find(change_pattern("keep", D, "UNHEALTHY")),
+                  why .. ": the state was lost and learnt again:\n" .. since)
+  end
+
+  it("keeps a target marked unhealthy through `moongate reload`", function()
+    local mark = gw:log_mark()
+    local seen = false
+    for i = 1, 20 do
+      local res = assert(H.request(gw.port, { path = "/keep/echo" }))
+      assert.equals(200, res.status, "request " .. i)
+      if gw:log_has(change_pattern("keep", D, "UNHEALTHY", "passive"), mark) then
+        seen = true
+        break
+      end
+    end
+    assert.is_true(seen, "no UNHEALTHY notice for " .. D)
+
+    assert_avoided(reload(), "same config")
+  end)
+
+  it("keeps it through a reload that changes the thresholds", function()
+    -- thresholds are not part of a target's key: same word, still down
+    gw:write_config(config(3))
+    assert_avoided(reload(), "new thresholds")
+  end)
+
+  it("leaves no unexpected error log lines", function()
+    H.assert_no_error_log(gw, { "connection refused" })
   end)
 end)

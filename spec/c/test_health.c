@@ -5,6 +5,13 @@
  * its generation short-circuit and threshold, and active probes against
  * an HTTP server run by this test on the same libev loop (status
  * failures, refused port, timeouts, recovery, tcp probes).
+ *
+ * The arena: slots claimed by key (same key, same slot, also from
+ * processes that build their runtime after fork), state surviving a
+ * rebuilt runtime (and what a changed record keeps or resets), a full
+ * arena falling back to per-process words, the Admin API's read, and a
+ * runtime swap handing the probes over.  Scenarios that must start from
+ * HEALTHY take a fresh arena (fresh_arena).
  */
 #include <fcntl.h>
 #include <signal.h>
@@ -12,10 +19,27 @@
 #include <netinet/in.h>
 #include <arpa/inet.h>
 #include "upstream/mg_health.c"
+#include "upstream/mg_health_arena.c"
 #include "upstream/mg_health_probe.c"
+#include "upstream/mg_health_lua.c"
 #include "tap.h"
 
 static char logpath[] = "/tmp/test_health.XXXXXX";
+
+/* Replace the process's arena with an empty one of `slots` (0: default);
+ * no mg_health_t may be alive. */
+static void
+fresh_arena(size_t slots)
+{
+    char err[128];
+
+    mg_health_arena_free(mg_health_arena_get());
+    mg_health_arena_set(mg_health_arena_create(slots, err, sizeof(err)));
+    if (mg_health_arena_get() == NULL) {
+        printf("# arena: %s\n", err);
+        exit(1);
+    }
+}
 
 static mg_runtime_t *
 build(const char *yaml)
@@ -309,6 +333,7 @@ test_passive(void)
     char          err[256];
     uint64_t      g;
 
+    fresh_arena(0);
     h = create_json(&rt,
                     "{\"passive\":{\"healthy\":{\"successes\":2},"
                     "\"unhealthy\":{\"http_failures\":3,\"tcp_failures\":2,"
@@ -370,6 +395,7 @@ test_passive(void)
 
     /* Kong: with healthy.successes 0 successes are not counted, so they
      * do not clear failures either */
+    fresh_arena(0);
     h = create_json(&rt, "{\"passive\":{\"unhealthy\":{\"http_failures\":2}}}",
                     err, sizeof(err));
     mg_health_report(h, 0, 0, MG_HEALTH_HTTP_STATUS, 500);
@@ -384,6 +410,7 @@ test_passive(void)
     mg_runtime_free(rt);
 
     /* counters saturate at 255 */
+    fresh_arena(0);
     h = create_json(&rt, "{\"passive\":{\"unhealthy\":{\"timeouts\":255}}}",
                     err, sizeof(err));
     {
@@ -411,6 +438,7 @@ test_fork(void)
     pid_t         pids[4];
     int           i, j, st, clean = 1;
 
+    fresh_arena(0);
     h = create_json(&rt, "{\"passive\":{\"unhealthy\":{\"http_failures\":3,"
                     "\"timeouts\":200}}}", err, sizeof(err));
     fflush(stdout);
@@ -467,6 +495,7 @@ test_sync(void)
     uint64_t       passes;
     int            i, only0;
 
+    fresh_arena(0);
     h = create_json(&rt, "{\"passive\":{\"healthy\":{\"successes\":1},"
                     "\"unhealthy\":{\"tcp_failures\":1}}}", err, sizeof(err));
     b = rt->upstreams[0].balancer;
@@ -515,6 +544,7 @@ test_sync(void)
     mg_runtime_free(rt);
 
     /* threshold 60%: one of two equal targets down takes the upstream out */
+    fresh_arena(0);
     h = create_json(&rt, "{\"threshold\":60,\"passive\":{\"unhealthy\":"
                     "{\"timeouts\":1}}}", err, sizeof(err));
     b = rt->upstreams[0].balancer;
@@ -529,6 +559,7 @@ test_sync(void)
     mg_health_free(h);
     mg_runtime_free(rt);
 
+    fresh_arena(0);
     h = create_json(&rt, "{\"threshold\":50,\"passive\":{\"unhealthy\":"
                     "{\"timeouts\":1}}}", err, sizeof(err));
     mg_health_report(h, 0, 0, MG_HEALTH_TIMEOUT, 0);
@@ -715,6 +746,7 @@ test_active(void)
              "  targets:\n"
              "  - target: 127.0.0.1:%d\n",
              port, dead_port, hang_port, port, port);
+    fresh_arena(0);
     rt = build(yaml);
     h = rt ? mg_health_create(rt, err, sizeof(err)) : NULL;
     ok(h != NULL, "active: created (%s)", h ? "" : err);
@@ -774,6 +806,38 @@ test_active(void)
     is_int(pick(rt->upstreams[0].balancer), 0,
            "sync: only the healthy target is picked");
 
+    /* a worker swapping runtimes: the new instance takes the probes over
+     * and both read the same words */
+    {
+        mg_runtime_t *rt2 = build(yaml);
+        mg_health_t  *h2 = rt2 ? mg_health_create(rt2, err, sizeof(err))
+                               : NULL;
+
+        ok(h2 != NULL, "swap: second runtime created");
+        if (h2 != NULL) {
+            ok(mg_health_is_healthy(h2, 0, 0) && !mg_health_is_healthy(h2, 0, 1)
+               && !mg_health_is_healthy(h2, 0, 2),
+               "swap: the new runtime starts from the probes' verdicts");
+            mg_health_start_active(h2, loop, rt2);
+            ok(h->_checkers == NULL && h2->_checkers != NULL,
+               "swap: old probes stopped, new ones started");
+            run_h = h2;
+            srv_status = 500;
+            ok(run_until(0, 0, 0, 3.0), "swap: the new probes mark a target");
+            ok(!mg_health_is_healthy(h, 0, 0),
+               "swap: the old instance sees it");
+            srv_status = 200;
+            ok(run_until(0, 0, 1, 3.0), "swap: and bring it back");
+            mg_health_free(h2);          /* stops its probes */
+            mg_runtime_free(rt2);
+            run_h = h;
+            ok(mg_health_is_healthy(h, 0, 0) && !mg_health_is_healthy(h, 0, 1),
+               "swap: freeing the new instance keeps the state");
+            mg_health_start_active(h, loop, rt);
+            ok(h->_checkers != NULL, "probes back on the first instance");
+        }
+    }
+
     mg_health_stop_active(h);
     ok(h->_checkers == NULL, "stopped");
     run_for(0.05);      /* a request sent just before the stop lands */
@@ -789,6 +853,286 @@ test_active(void)
     close(hang_fd);
     run_for(0.05);
     ev_loop_destroy(loop);
+}
+
+/* --- the arena ------------------------------------------------------ */
+
+static void
+test_arena(void)
+{
+    mg_health_arena_t *a;
+    mg_health_slot_t  *s1, *s2;
+    char               err[128];
+    size_t             i, got = 0;
+
+    a = mg_health_arena_create(100, err, sizeof(err));
+    ok(a != NULL, "arena created");
+    is_int(mg_health_arena_slots(a), 128, "size rounded up to a power of 2");
+    is_int(mg_health_arena_used(a), 0, "empty");
+    ok(mg_health_arena_find(a, 42) == NULL, "find: absent");
+    s1 = mg_health_arena_claim(a, 42);
+    s2 = mg_health_arena_claim(a, 42);
+    ok(s1 != NULL && s1 == s2, "claim twice: the same slot");
+    ok(mg_health_arena_find(a, 42) == s1, "find: that slot");
+    ok(atomic_load(&s1->word) == 0, "a claimed slot starts HEALTHY");
+    /* same home slot (42 + 128): probes on to the next one */
+    s2 = mg_health_arena_claim(a, 42 + 128);
+    ok(s2 != NULL && s2 != s1 && s2 - a->slots == (s1 - a->slots + 1) % 128,
+       "colliding key: the next slot");
+    is_int(mg_health_arena_used(a), 2, "two slots used");
+    for (i = 1; i <= 200; i++) {
+        got += mg_health_arena_claim(a, i * 7919) != NULL;
+    }
+    is_int(mg_health_arena_used(a), 128, "filled up");
+    is_int(got, 126, "claims beyond the size fail (NULL), nothing else");
+    ok(mg_health_arena_claim(a, 42) == s1, "a full arena still finds its keys");
+    mg_health_arena_free(a);
+
+    ok(mg_health_arena_create((size_t) 1 << 30, err, sizeof(err)) == NULL
+       && strstr(err, "at most") != NULL, "too many slots: refused (%s)", err);
+    ok(mg_health_hash_end(mg_health_hash_begin()) != 0, "keys are never 0");
+    ok(mg_health_hash_add(mg_health_hash_add(mg_health_hash_begin(), "ab", 2),
+                          "c", 1)
+       != mg_health_hash_add(mg_health_hash_add(mg_health_hash_begin(), "a", 1),
+                             "bc", 2),
+       "fields are length-prefixed");
+}
+
+/* The balancer index of target s in upstream 0 (-1 when absent). */
+static int
+idx_of(mg_runtime_t *rt, const char *s)
+{
+    const mg_balancer_t *b = rt->upstreams[0].balancer;
+    size_t               i;
+
+    for (i = 0; i < mg_balancer_size(b); i++) {
+        const mg_target_t *t = mg_balancer_target(b, (int) i);
+
+        if (mg_str_eq_lit(t->target, s)) {
+            return (int) i;
+        }
+    }
+    return -1;
+}
+
+/* A runtime of upstream u1 with the given targets YAML and record. */
+static mg_health_t *
+create_yaml(mg_runtime_t **rtp, const char *targets, const char *record)
+{
+    char          yaml[2048], err[256];
+    mg_health_t  *h;
+
+    snprintf(yaml, sizeof(yaml), V3 "upstreams:\n- name: u1\n"
+             "  healthchecks: %s\n  targets:\n%s", record, targets);
+    *rtp = build(yaml);
+    if (*rtp == NULL) {
+        return NULL;
+    }
+    h = mg_health_create(*rtp, err, sizeof(err));
+    if (h == NULL) {
+        printf("#   health error: %s\n", err);
+    }
+    return h;
+}
+
+#define T12 "  - target: 127.0.0.1:9001\n  - target: 127.0.0.1:9002\n"
+#define T312 "  - target: 127.0.0.1:9003\n" T12
+#define PASSIVE(tcp, to) "{\"passive\": {\"healthy\": {\"successes\": 1}," \
+    " \"unhealthy\": {\"tcp_failures\": " #tcp ", \"timeouts\": " #to "}}}"
+
+static void
+test_survives(void)
+{
+    mg_runtime_t *rt, *rt2;
+    mg_health_t  *h, *h2;
+    int           i2, i1, i3, healthy = -1;
+    uint64_t      used;
+
+    fresh_arena(0);
+    h = create_yaml(&rt, T12, PASSIVE(1, 3));
+    ok(h != NULL, "first runtime");
+    mg_health_report(h, 0, 1, MG_HEALTH_TCP_FAILURE, 0);
+    mg_health_report(h, 0, 0, MG_HEALTH_TIMEOUT, 0);
+    ok(!mg_health_is_healthy(h, 0, 1), "9002 unhealthy");
+    used = mg_health_arena_used(mg_health_arena_get());
+    is_int(used, 2, "one slot per target");
+    mg_health_free(h);
+    mg_runtime_free(rt);
+
+    /* the same config again (a reload): same words */
+    h = create_yaml(&rt, T12, PASSIVE(1, 3));
+    ok(!mg_health_is_healthy(h, 0, 1), "rebuilt: 9002 still unhealthy");
+    is_str(mg_health_state_name(h, 0, 1), "UNHEALTHY", "rebuilt: state name");
+    is_int(mg_health_arena_used(mg_health_arena_get()), used,
+           "rebuilt: no new slot");
+    mg_health_sync(h, rt);
+    is_int(pick(rt->upstreams[0].balancer), 0,
+           "rebuilt: the first sync marks it down in the balancer");
+
+    /* both alive (old runtime draining while the new one serves) */
+    h2 = create_yaml(&rt2, T12, PASSIVE(1, 3));
+    mg_health_set(h2, 0, 1, 1);
+    ok(mg_health_is_healthy(h, 0, 1), "two live runtimes share the word");
+    mg_health_set(h2, 0, 1, 0);
+    mg_health_free(h2);
+    mg_runtime_free(rt2);
+    mg_health_free(h);
+    mg_runtime_free(rt);
+
+    /* a target added in front: indexes move, keys do not */
+    h = create_yaml(&rt, T312, PASSIVE(1, 3));
+    i3 = idx_of(rt, "127.0.0.1:9003");
+    i1 = idx_of(rt, "127.0.0.1:9001");
+    i2 = idx_of(rt, "127.0.0.1:9002");
+    ok(i2 >= 0 && i2 != 1, "9002 moved to index %d", i2);
+    ok(!mg_health_is_healthy(h, 0, (size_t) i2)
+       && mg_health_is_healthy(h, 0, (size_t) i1)
+       && mg_health_is_healthy(h, 0, (size_t) i3),
+       "target added: 9002 still unhealthy, the others healthy");
+    mg_health_free(h);
+    mg_runtime_free(rt);
+
+    /* thresholds changed: same key, counters re-evaluated */
+    h = create_yaml(&rt, T12, PASSIVE(5, 1));
+    ok(!mg_health_is_healthy(h, 0, 1),
+       "thresholds changed: 9002 keeps its state");
+    ok(mg_health_is_healthy(h, 0, 0), "9001 (1 timeout of 3 counted) healthy");
+    mg_health_report(h, 0, 0, MG_HEALTH_TIMEOUT, 0);
+    ok(!mg_health_is_healthy(h, 0, 0),
+       "lowered timeouts threshold (3 -> 1): the next timeout flips it");
+    is_int(log_count("target \"127.0.0.1:9001\" is UNHEALTHY now: 2 timeouts "
+                     "(passive"), 1, "with the counter carried over (2)");
+    mg_health_set(h, 0, 0, 1);
+    mg_health_free(h);
+    mg_runtime_free(rt);
+
+    /* another check identity (probe path): new state */
+    h = create_yaml(&rt, T12, "{\"active\": {\"http_path\": \"/other\"},"
+                    " \"passive\": {\"unhealthy\": {\"tcp_failures\": 1}}}");
+    ok(mg_health_is_healthy(h, 0, 1),
+       "another http_path: 9002 starts HEALTHY (another key)");
+    mg_health_free(h);
+    mg_runtime_free(rt);
+
+    /* checks off, then on again: the state is forgotten */
+    used = mg_health_arena_used(mg_health_arena_get());
+    h = create_yaml(&rt, T12, PASSIVE(0, 0));
+    is_str(mg_health_state_name(h, 0, 1), "HEALTHCHECKS_OFF", "checks off");
+    is_int(mg_health_arena_used(mg_health_arena_get()), used,
+           "checks off: no slot claimed");
+    is_int(log_count("target \"127.0.0.1:9002\" is HEALTHY now: health "
+                     "checks turned off"), 1, "forgetting is logged");
+    mg_health_free(h);
+    mg_runtime_free(rt);
+    h = create_yaml(&rt, T12, PASSIVE(1, 3));
+    ok(mg_health_is_healthy(h, 0, 1), "checks on again: 9002 HEALTHY");
+
+    /* the Admin API's read */
+    is_int(mg_health_target_status("u1", 2, "127.0.0.1:9002", 14, &healthy),
+           MG_OK, "status by upstream name");
+    is_int(healthy, 1, "status: healthy");
+    mg_health_set(h, 0, 1, 0);
+    healthy = -1;
+    is_int(mg_lua_health_target_status(rt->cf->upstreams[0]->id.data,
+                                       rt->cf->upstreams[0]->id.len,
+                                       "127.0.0.1:9002", 14, &healthy),
+           MG_OK, "status by upstream id, through the Lua API");
+    is_int(healthy, 0, "status: unhealthy");
+    is_int(mg_health_target_status("u1", 2, "127.0.0.1:9009", 14, &healthy),
+           MG_DECLINED, "status: unknown target declined");
+    is_int(mg_health_target_status("u9", 2, "127.0.0.1:9002", 14, &healthy),
+           MG_DECLINED, "status: unknown upstream declined");
+    /* the newest runtime answers: here with checks off */
+    h2 = create_yaml(&rt2, T12, PASSIVE(0, 0));
+    is_int(mg_health_target_status("u1", 2, "127.0.0.1:9002", 14, &healthy),
+           MG_DECLINED, "status: checks off in the newest runtime: declined");
+    mg_health_free(h2);
+    mg_runtime_free(rt2);
+    mg_health_free(h);
+    mg_runtime_free(rt);
+    is_int(mg_health_target_status("u1", 2, "127.0.0.1:9002", 14, &healthy),
+           MG_DECLINED, "status: no live runtime: declined");
+
+    /* a target written without its port is host:8000 */
+    h = create_yaml(&rt, "  - target: localhost\n", PASSIVE(1, 1));
+    is_int(mg_health_target_status("u1", 2, "localhost:8000", 14, &healthy),
+           MG_OK, "status: the normalised host:port");
+    is_int(mg_lua_health_target_status("u1", 2, "localhost", 9, &healthy),
+           MG_OK, "status: the target as written");
+    mg_health_free(h);
+    mg_runtime_free(rt);
+}
+
+/* Processes that build their runtime after fork share the state. */
+static void
+test_after_fork(void)
+{
+    mg_runtime_t *rt;
+    mg_health_t  *h;
+    pid_t         pids[4];
+    int           i, j, st, clean = 1;
+
+    fresh_arena(0);
+    fflush(stdout);
+    for (i = 0; i < 4; i++) {
+        pids[i] = fork();
+        if (pids[i] == 0) {
+            /* build, report, free: each child on its own runtime */
+            h = create_yaml(&rt, T12, PASSIVE(0, 200));
+            for (j = 0; h != NULL && j < 49; j++) {
+                mg_health_report(h, 0, 1, MG_HEALTH_TIMEOUT, 0);
+            }
+            mg_health_free(h);
+            mg_runtime_free(rt);
+            _exit(h == NULL);
+        }
+    }
+    for (i = 0; i < 4; i++) {
+        waitpid(pids[i], &st, 0);
+        clean &= WIFEXITED(st) && WEXITSTATUS(st) == 0;
+    }
+    ok(clean, "4 children built runtimes after fork and exited");
+    is_int(mg_health_arena_used(mg_health_arena_get()), 2,
+           "they agreed on one slot per target");
+    h = create_yaml(&rt, T12, PASSIVE(0, 200));
+    is_int(MG_HEALTH_CTR_GET(mg_health_word(h, 0, 1), MG_HEALTH_CTR_TIMEOUT),
+           196, "the parent's new runtime sees all 196 timeouts");
+    mg_health_free(h);
+    mg_runtime_free(rt);
+}
+
+/* A full arena: per-process words, one error line, no crash. */
+static void
+test_full(void)
+{
+    mg_runtime_t *rt;
+    mg_health_t  *h;
+    uint64_t      k;
+    pid_t         pid;
+    int           st;
+
+    fresh_arena(64);
+    for (k = 1; k <= 64; k++) {
+        mg_health_arena_claim(mg_health_arena_get(), k * 0x9e3779b97f4a7c15ULL);
+    }
+    h = create_yaml(&rt, T12, PASSIVE(1, 1));
+    ok(h != NULL, "full arena: created anyway");
+    is_int(h->_nprivate, 2, "both targets got a per-process word");
+    is_int(log_count("health arena full (64 of 64 slots taken): 2 targets"),
+           1, "one error line");
+    mg_health_report(h, 0, 0, MG_HEALTH_TCP_FAILURE, 0);
+    ok(!mg_health_is_healthy(h, 0, 0), "full arena: health still works");
+    fflush(stdout);
+    pid = fork();
+    if (pid == 0) {
+        mg_health_set(h, 0, 0, 1);
+        _exit(0);
+    }
+    waitpid(pid, &st, 0);
+    ok(!mg_health_is_healthy(h, 0, 0),
+       "a per-process word: the child's change stays in the child");
+    mg_health_free(h);
+    mg_runtime_free(rt);
 }
 
 int
@@ -807,6 +1151,11 @@ main(void)
     test_fork();
     test_sync();
     test_active();
+    test_arena();
+    test_survives();
+    test_after_fork();
+    test_full();
+    mg_health_arena_free(mg_health_arena_get());
     unlink(logpath);
     return done_testing();
 }

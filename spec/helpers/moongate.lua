@@ -712,11 +712,30 @@ function Gateway:pid_file()
   return self.prefix .. "/pids/moongate.pid"
 end
 
+-- The master's children that proxy (the admin process, named
+-- "moongate-admin", is not one of them).
 function Gateway:worker_pids()
   if not self.pid then
     return {}
   end
-  return _M.children(self.pid)
+  local out = {}
+  for _, p in ipairs(_M.children(self.pid)) do
+    local comm = _M.read_file("/proc/" .. p .. "/comm") or ""
+    if not comm:find("moongate-admin", 1, true) then
+      out[#out + 1] = p
+    end
+  end
+  return out
+end
+
+-- The admin process's pid, or nil.
+function Gateway:admin_pid()
+  for _, p in ipairs(self.pid and _M.children(self.pid) or {}) do
+    local comm = _M.read_file("/proc/" .. p .. "/comm") or ""
+    if comm:find("moongate-admin", 1, true) then
+      return p
+    end
+  end
 end
 
 -- Wait until the master has n live workers; returns the list or nil.
