@@ -651,9 +651,7 @@ mg_worker_main(mg_conf_t *conf, mg_runtime_t *rt, int slot, const int *fds,
          * dies, and the state it writes is shared */
         mg_health_start_active(rt->health, w.loop, rt);
     }
-    if (!admin) {
-        mg_worker_config_init(&w);
-    }
+    mg_worker_config_init(&w);
     mg_log_info("%s %d started", admin ? "admin process" : "worker", slot);
     ev_run(w.loop, 0);
     if (w.terminating) {

@@ -22,6 +22,11 @@
  * started on (mg_runtime_hold) and finish on it; the old one is freed when
  * the last of them ends.  Writes that arrive while a build runs coalesce:
  * the next check builds the newest version only.
+ *
+ * The admin process watches too, for one reason: GET /upstreams/{u}/health
+ * reads the targets' state through a runtime of its own process
+ * (mg_health_target_status).  There the new runtime is built without TLS
+ * or plugins and kept beside the admin's own, which never changes.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -45,6 +50,7 @@ static int         mg_wc_fd = -1;
 static ev_io       mg_wc_notify;
 static ev_timer    mg_wc_poll;
 static uint64_t    mg_wc_failed;   /* last version that did not build */
+static mg_runtime_t *mg_wc_shadow;  /* admin process: the health view */
 
 static mg_runtime_t *
 mg_wc_build(mg_worker_t *w, uint64_t *version, char *err, size_t errlen)
@@ -66,6 +72,9 @@ mg_wc_build(mg_worker_t *w, uint64_t *version, char *err, size_t errlen)
     rt->health = mg_health_create(rt, err, errlen);
     if (rt->health == NULL) {
         goto failed;
+    }
+    if (w->admin) {
+        return rt;
     }
     for (i = 0; i < w->conf->proxy_listen.n; i++) {
         if (w->conf->proxy_listen.elts[i].ssl) {
@@ -101,6 +110,9 @@ mg_wc_check(mg_worker_t *w)
     if (w->shutting_down) {
         return;
     }
+    if (w->admin && mg_wc_shadow) {
+        old = mg_wc_shadow;
+    }
     version = mg_store_version(mg_wc_store);
     if (version == 0 || (old && version == old->version)
         || version == mg_wc_failed)
@@ -115,6 +127,13 @@ mg_wc_check(mg_worker_t *w)
                      "keeping version %llu: %s", w->slot,
                      (unsigned long long) version,
                      (unsigned long long) (old ? old->version : 0), err);
+        return;
+    }
+    if (w->admin) {
+        if (mg_wc_shadow) {
+            mg_runtime_free(mg_wc_shadow);
+        }
+        mg_wc_shadow = rt;
         return;
     }
     if (w->slot == 0 && old && old->health) {

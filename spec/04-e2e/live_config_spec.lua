@@ -142,6 +142,49 @@ describe("live configuration (database = lmdb)", function()
     H.assert_no_error_log(gw)
   end)
 
+  it("GET /upstreams/{u}/health shows what the workers' passive checks saw", function()
+    local up = { name = "hc-up", healthchecks = { passive = {
+      unhealthy = { tcp_failures = 1, http_failures = 0, timeouts = 0 } } } }
+    local res = admin_req(gw, "POST", "/upstreams", up)
+    assert.equals(201, res.status)
+    local dead = H.free_port()
+    assert.equals(201, (admin_req(gw, "POST", "/upstreams/hc-up/targets",
+      { target = "127.0.0.1:" .. mock.port })).status)
+    assert.equals(201, (admin_req(gw, "POST", "/upstreams/hc-up/targets",
+      { target = "127.0.0.1:" .. dead })).status)
+    assert.equals(201, (admin_req(gw, "POST", "/services",
+      { name = "hc", host = "hc-up", retries = 1 })).status)
+    assert.equals(201, (admin_req(gw, "POST", "/services/hc/routes",
+      { paths = { "/hc" } })).status)
+    assert.truthy(wait_all(gw, "/hc/echo", 200, 3))
+    -- enough requests that both workers tried the dead target
+    for _ = 1, 20 do
+      H.request(gw.port, { path = "/hc/echo" })
+    end
+    local j
+    local deadline = H.now() + 3
+    repeat
+      res, j = admin_req(gw, "GET", "/upstreams/hc-up/health")
+      assert.equals(200, res.status)
+      local by = {}
+      for _, t in ipairs(j.data) do
+        by[t.target] = t.health
+      end
+      if by["127.0.0.1:" .. dead] == "UNHEALTHY" then
+        assert.equals("HEALTHY", by["127.0.0.1:" .. mock.port])
+        break
+      end
+      H.sleep(0.1)
+    until H.now() > deadline
+    local dead_health
+    for _, t in ipairs(j.data) do
+      if t.target == "127.0.0.1:" .. dead then
+        dead_health = t.health
+      end
+    end
+    assert.equals("UNHEALTHY", dead_health)
+  end)
+
   it("a deleted route stops serving everywhere", function()
     local res = admin_req(gw, "DELETE", "/routes/live-r")
     assert.equals(204, res.status)

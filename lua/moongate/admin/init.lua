@@ -105,10 +105,32 @@ end
 -- hand-written endpoints ----------------------------------------------------
 
 local HEALTH_501 = {
-    message = "upstream health is not available through the Admin API " ..
-              "in this build (the core does not expose health state to " ..
-              "the admin process yet)",
+    message = "setting a target's health through the Admin API is not " ..
+              "supported yet; health follows the upstream's healthchecks",
 }
+
+-- A target's health as the workers see it: the shared health arena read
+-- through the admin process's own view of the current configuration
+-- (core/upstream/mg_health.h mg_health_target_status).  Kong's words:
+-- HEALTHY, UNHEALTHY, HEALTHCHECKS_OFF.
+local ffi_api = require "moongate.ffi"
+local health_out
+local function target_health(upstream_id, target)
+    if not health_out then
+        if ffi_api.fake then
+            health_out = {}
+        else
+            health_out = require("ffi").new("int[1]")
+        end
+    end
+    local rc = ffi_api.C.mg_lua_health_target_status(upstream_id,
+                                                     #upstream_id, target,
+                                                     #target, health_out)
+    if rc ~= ffi_api.OK then
+        return "HEALTHCHECKS_OFF"
+    end
+    return health_out[0] == 1 and "HEALTHY" or "UNHEALTHY"
+end
 
 local function register_custom(router, st)
     local db = st.db
@@ -179,7 +201,22 @@ local function register_custom(router, st)
             if not up then
                 return 404, NOT_FOUND
             end
-            return 501, HEALTH_501
+            local data, offset = {}, nil
+            repeat
+                local rows, terr, terr_t, next_offset =
+                    daos.targets:page_for_upstream({ id = up.id }, 1000,
+                                                   offset)
+                if not rows then
+                    return endpoints.handle_error(terr_t, terr)
+                end
+                for _, row in ipairs(rows) do
+                    row.health = target_health(up.id, row.target)
+                    data[#data + 1] = row
+                end
+                offset = next_offset
+            until not offset
+            return 200, { data = array(data), next = null,
+                          node_id = state.doc.node_id or null }
         end })
     end
 
