@@ -334,3 +334,36 @@ describe("DB-less: POST /config", function()
     assert.truthy(all_answer(gw, "/b/echo", 200))
   end)
 end)
+
+describe("a full store", function()
+  lazy_teardown(function()
+    H.cleanup()
+  end)
+
+  it("answers 507 naming lmdb_map_size, keeps reading, writes again after a delete", function()
+    local gw = start { workers = 1, conf = { lmdb_map_size = "256k" } }
+    local pad = string.rep("x", 200)
+    local full_at
+    for i = 1, 1000 do
+      local res, body = admin_req(gw, "POST", "/services",
+                                  { name = "svc" .. i, url = "http://127.0.0.1:9/" .. pad })
+      if res.status ~= 201 then
+        assert.equals(507, res.status)
+        assert.matches("lmdb_map_size", body.message, 1, true)
+        full_at = i
+        break
+      end
+    end
+    assert.truthy(full_at, "the store never filled")
+    local res = admin_req(gw, "GET", "/services/svc1")
+    assert.equals(200, res.status)
+    -- nothing half-written: the refused one is absent
+    res = admin_req(gw, "GET", "/services/svc" .. full_at)
+    assert.equals(404, res.status)
+    res = admin_req(gw, "DELETE", "/services/svc1")
+    assert.equals(204, res.status)
+    res = admin_req(gw, "POST", "/services", { name = "again", url = "http://x" })
+    assert.equals(201, res.status)
+    assert.truthy(gw:alive())
+  end)
+end)

@@ -95,6 +95,11 @@ function _M.handle_error(err_t, err)
     end
     local body = copy(err_t)
     body.strategy = nil
+    if body.store_full then
+        -- nothing was written; the message names the property to raise
+        log_err(body.message)
+        return 507, { message = body.message }
+    end
     local status = HTTP[body.code]
     if not status or status == 500 then
         log_err(body.message or err or "database error")

@@ -219,7 +219,11 @@ function DAO:store_error(e, row, op)
     elseif e.code == SE.OFFSET then
         return nil
     end
-    return E:database_error(e.msg)
+    local err_t = E:database_error(e.msg)
+    if e.code == SE.FULL then
+        err_t.store_full = true     -- an operator's problem, said plainly
+    end
+    return err_t
 end
 
 function DAO:check_pk(pk)
