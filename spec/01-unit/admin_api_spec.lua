@@ -693,9 +693,14 @@ describe("admin API", function()
             assert.equals(1, #res.json.data)
             assert.equals(404, call("GET", "/targets").status)
             assert.equals(404, call("GET", "/targets/" .. t.id).status)
+            local fake = require "moongate.ffi_fake"
             res = call("GET", "/upstreams/u1/health")
-            assert.equals(501, res.status)
-            assert.is_string(res.json.message)
+            assert.equals(200, res.status)
+            assert.equals("HEALTHCHECKS_OFF", res.json.data[1].health)
+            fake.health[res.json.data[1].upstream.id .. " 10.0.0.1:80"] = false
+            res = call("GET", "/upstreams/u1/health")
+            assert.equals("UNHEALTHY", res.json.data[1].health)
+            fake.health = {}
             assert.equals(404, call("GET", "/upstreams/nope/health").status)
             assert.equals(204, call("DELETE",
                 "/upstreams/u1/targets/10.0.0.1:80").status)
