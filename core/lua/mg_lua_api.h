@@ -254,4 +254,11 @@ int mg_lua_socket_count(int pooled);  /* open sockets in use (0) or idle (1) */
 int mg_lua_health_target_status(const char *upstream, size_t ul,
                                 const char *target, size_t tl, int *healthy);
 
+/* --- digests (core/tls/mg_tls_digest.c, mbedTLS) ------------------- */
+/* alg: 0 MD5 (16 bytes), 1 SHA-1 (20), 2 SHA-256 (32); out must hold
+ * that many.  MG_OK, or MG_ERROR for an unknown alg. */
+int mg_lua_digest(int alg, const char *p, size_t n, unsigned char *out);
+int mg_lua_hmac(int alg, const char *key, size_t kl, const char *p, size_t n,
+                unsigned char *out);
+
 #endif /* MG_LUA_API_H */

@@ -903,6 +903,36 @@ function fake.mg_lua_health_target_status(upstream, ul, target, tl, healthy)
     return OK
 end
 
+-- digests (mg_lua_digest / mg_lua_hmac): the pure-Lua ones --------------
+
+local function fake_digest_out(out, s)
+    for i = 1, #s do
+        out[i - 1] = s:byte(i)
+    end
+end
+
+function fake.mg_lua_digest(alg, p, n, out)
+    local d = require "moongate.digest"
+    local s = p:sub(1, n)
+    if alg == 0 then
+        fake_digest_out(out, d.lua_md5_bin(s))
+    elseif alg == 1 then
+        fake_digest_out(out, d.lua_sha1_bin(s))
+    else
+        return ERROR
+    end
+    return OK
+end
+
+function fake.mg_lua_hmac(alg, key, kl, p, n, out)
+    if alg ~= 1 then
+        return ERROR
+    end
+    local d = require "moongate.digest"
+    fake_digest_out(out, d.lua_hmac_sha1(key:sub(1, kl), p:sub(1, n)))
+    return OK
+end
+
 -- cosockets (mg_lua_socket_*): moongate.socket_fake ---------------------
 require("moongate.socket_fake")(fake)
 
