@@ -83,7 +83,9 @@ mg_parse_args(int argc, char **argv, int first, mg_args_t *a)
             a->daemon = 1;
         } else if (strcmp(argv[i], "--wait") == 0 && i + 1 < argc) {
             a->wait = atoi(argv[++i]);
-        } else if (argv[i][0] != '-' && a->file == NULL) {
+        } else if ((argv[i][0] != '-' || strcmp(argv[i], "-") == 0)
+                   && a->file == NULL)
+        {
             a->file = argv[i];
         } else {
             fprintf(stderr, "moongate: unknown option \"%s\"\n", argv[i]);

@@ -4,10 +4,10 @@
  * /config, an import) and swaps to a runtime built from it, between
  * requests, without dropping a connection.
  *
- * Noticing.  Every commit to the store writes its data file, so an
- * inotify watch on <prefix>/lmdb/data.mdb wakes the worker at once; the
- * version itself is then read from the store (a read transaction, well
- * under a microsecond) and compared with the running runtime's.  A 1 s
+ * Noticing.  After every commit the store rewrites <prefix>/lmdb/version
+ * (mg_store.h), so an inotify watch on that file wakes the worker at once;
+ * the version itself is then read from the store (a read transaction,
+ * well under a microsecond) and compared with the running runtime's.  A 1 s
  * timer repeats the check in case an event is missed (inotify queue
  * overflow, a file system without inotify).  Rejected: a pipe or signal
  * from the writer -- writers are several (the admin process, `moongate
@@ -190,7 +190,7 @@ mg_worker_config_init(mg_worker_t *w)
                      err);
         return;
     }
-    snprintf(file, sizeof(file), "%s/data.mdb", dir);
+    snprintf(file, sizeof(file), "%s/version", dir);
     mg_wc_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
     if (mg_wc_fd >= 0
         && inotify_add_watch(mg_wc_fd, file, IN_MODIFY | IN_CLOSE_WRITE) < 0)

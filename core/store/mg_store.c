@@ -23,8 +23,10 @@
  * gets a transaction of its own.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -763,6 +765,15 @@ mg_st_wcommit(mg_store_t *s, MDB_txn *txn, mg_store_err_t *err)
     if (rc != MDB_SUCCESS) {
         return mg_st_mdb_fail(s, err, rc, "commit");
     }
+    /* only now can readers see the version (LMDB publishes it in the lock
+     * region after the meta page write): tell the watchers */
+    version++;
+    if (s->notify_fd >= 0
+        && pwrite(s->notify_fd, &version, sizeof(version), 0) < 0)
+    {
+        mg_log_warn("store: cannot write the version file: %s",
+                    strerror(errno));
+    }
     return MG_OK;
 }
 
@@ -857,6 +868,7 @@ mg_store_open(const char *dir, size_t map_size, char *err, size_t errlen)
     map_size = (map_size + (size_t) page - 1) / (size_t) page * (size_t) page;
     s->map_size = map_size;
     s->pid = getpid();
+    s->notify_fd = -1;
 
     rc = mdb_env_create(&s->env);
     if (rc == MDB_SUCCESS) rc = mdb_env_set_maxdbs(s->env, 16);
@@ -878,6 +890,12 @@ mg_store_open(const char *dir, size_t map_size, char *err, size_t errlen)
     }
     if (st_open_dbis(s, err, errlen) != MG_OK) {
         goto fail;
+    }
+    {
+        char vpath[4096];
+
+        snprintf(vpath, sizeof(vpath), "%s/version", dir);
+        s->notify_fd = open(vpath, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
     }
     return s;
 
@@ -903,6 +921,9 @@ mg_store_close(mg_store_t *s)
             mdb_txn_abort(s->rtxn);
         }
         mdb_env_close(s->env);
+    }
+    if (s->notify_fd >= 0) {
+        close(s->notify_fd);
     }
     mg_pool_destroy(s->scratch);
     free(s);

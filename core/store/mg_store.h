@@ -27,9 +27,12 @@
  * transaction: either all of it commits, or nothing changes (a unique or
  * foreign-key violation, a full map, an I/O error).  Every commit also
  * increments the config version and sets the "last change" time stored in
- * the environment, in the same transaction: workers poll
- * mg_store_version() (a read transaction, sub-microsecond) and rebuild
- * their config snapshot when it moved.  Commits are synchronous (LMDB's
+ * the environment, in the same transaction, and once the commit is
+ * readable the new version is written to the file <dir>/version: a
+ * watcher (inotify, IN_MODIFY) there wakes exactly when
+ * mg_store_version() (a read transaction, sub-microsecond) can return
+ * it.  (Watching data.mdb instead races: LMDB writes the meta page
+ * before it publishes the transaction to readers.)  Commits are synchronous (LMDB's
  * default): once a write call returns MG_OK it survives kill -9.
  *
  * Strings.  Types and field names are [A-Za-z0-9_.-], at most 48 bytes;

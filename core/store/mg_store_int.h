@@ -55,6 +55,7 @@ struct mg_store_s {
     int         rtxn_busy;
     pid_t       pid;          /* the process that opened the environment */
     size_t      map_size;
+    int         notify_fd;    /* <dir>/version, rewritten after a commit */
     mg_pool_t  *scratch;      /* a write's memory: decoded old records,
                                  reset when the write ends */
 };

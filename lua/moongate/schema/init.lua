@@ -154,11 +154,34 @@ local function now_ms()
     return os_time()
 end
 
-local function uuid_v4()
-    local b = {}
-    for i = 1, 16 do
-        b[i] = random(0, 255)
+-- Random bytes from the kernel: ids and generated secrets (key-auth keys
+-- come from random_string) must differ across processes and restarts, so
+-- math.random -- the same sequence in every fresh VM -- is only the last
+-- resort.  Read in blocks: one read(2) per 256 ids.
+local urandom, pool, pool_pos = nil, "", 1
+
+local function random_bytes(n)
+    if pool_pos + n - 1 > #pool then
+        if urandom == nil then
+            urandom = io.open("/dev/urandom", "rb") or false
+        end
+        pool = urandom and urandom:read(4096) or ""
+        pool_pos = 1
+        if #pool < n then
+            local t = {}
+            for i = 1, n do
+                t[i] = string.char(random(0, 255))
+            end
+            return table.concat(t)
+        end
     end
+    local s = pool:sub(pool_pos, pool_pos + n - 1)
+    pool_pos = pool_pos + n
+    return s
+end
+
+local function uuid_v4()
+    local b = { random_bytes(16):byte(1, 16) }
     b[7] = b[7] % 16 + 64   -- version 4
     b[9] = b[9] % 64 + 128  -- RFC 4122 variant
     return format("%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-" ..
