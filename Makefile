@@ -5,7 +5,8 @@
 #   make run        deps + build + demo upstream + gateway on examples/
 #   make test       deps + build + every test (C unit, Lua specs, e2e)
 #   make asan       the test suite under AddressSanitizer + UBSan
-#   make fuzz       libFuzzer on the request parser path (FUZZ_SECONDS)
+#   make fuzz       libFuzzer on the request parser and declarative paths
+#                   (FUZZ_SECONDS each)
 #   make bench      wrk against Moongate and nginx on the same upstream
 #   make lint       clang-format check and cppcheck
 
@@ -92,15 +93,24 @@ asan:
 	    MOONGATE_BUILD=build-asan MOONGATE_BIN=build-asan/moongate spec/run
 
 FUZZ_SECONDS ?= 60
+FUZZ_CC := clang -g -O1 -fsanitize=fuzzer,address,undefined -std=gnu11 \
+	    -D_GNU_SOURCE -DMG_DEBUG_PALLOC -Icore $(PKG_CFLAGS)
+# the declarative path: YAML/JSON -> JSON for Lua, and the C loader
+FUZZ_DECL_SRCS := core/conf/mg_declarative.c core/conf/mg_decl_entity.c \
+	    core/conf/mg_decl_value.c core/conf/mg_yaml_json.c \
+	    core/conf/mg_config.c core/base/mg_pool.c
 fuzz:
 	@bin/install-deps
-	@mkdir -p build-fuzz
-	clang -g -O1 -fsanitize=fuzzer,address,undefined -std=gnu11 -D_GNU_SOURCE \
-	    -DMG_DEBUG_PALLOC -Icore $(PKG_CFLAGS) -o build-fuzz/fuzz_http \
+	@mkdir -p build-fuzz/corpus build-fuzz/corpus_decl
+	$(FUZZ_CC) -o build-fuzz/fuzz_http \
 	    spec/fuzz/fuzz_http.c core/http/mg_http_parser.c -lhttp_parser
-	@mkdir -p build-fuzz/corpus
+	$(FUZZ_CC) -o build-fuzz/fuzz_decl \
+	    spec/fuzz/fuzz_decl.c $(FUZZ_DECL_SRCS) -lyaml -lpcre2-8
 	build-fuzz/fuzz_http -max_total_time=$(FUZZ_SECONDS) \
 	    -max_len=8192 build-fuzz/corpus spec/fuzz/corpus
+	build-fuzz/fuzz_decl -max_total_time=$(FUZZ_SECONDS) -timeout=10 \
+	    -max_len=8192 -dict=spec/fuzz/decl.dict \
+	    build-fuzz/corpus_decl spec/fuzz/corpus_decl
 
 bench: all
 	@bench/run

@@ -16,6 +16,7 @@
 
 #define MG_DECL_MAX_FILE   (64 * 1024 * 1024)
 #define MG_DECL_MAX_DEPTH  64
+#define MG_DECL_MAX_NESTING (MG_DECL_MAX_DEPTH + 8) /* from the root */
 #define MG_DECL_MAX_NODES  (4 * 1024 * 1024)   /* per JSON encode: aliases */
 #define MG_DECL_TIMEOUT_MAX 2147483646
 
@@ -156,6 +157,11 @@ void mg_decl_each(mg_decl_ctx_t *ctx, yaml_node_t *seq, const char *prefix,
 void mg_decl_records_only(mg_decl_ctx_t *ctx, yaml_node_t *seq,
                           const char *label, const char *key);
 int mg_decl_is_credential(const char *k, size_t kl);
+void mg_decl_fix_surrogates(char *s, size_t *len);
+void mg_decl_yaml_error(const yaml_parser_t *parser, const char *text,
+                        size_t len, char *buf, size_t n);
+int mg_decl_yaml_depth_check(const char *text, size_t len, char *msg,
+                             size_t n);
 
 /* mg_decl_value.c */
 void mg_decl_buf_put(mg_decl_buf_t *b, const char *s, size_t n);

@@ -775,7 +775,7 @@ mg_decl_top(mg_decl_ctx_t *ctx, yaml_node_t *root)
  * shorter, in place).  Only for JSON input, where '"' always delimits a
  * string so the scan is exact.
  */
-static void
+void
 mg_decl_fix_surrogates(char *s, size_t *len)
 {
     size_t i = 0, w = 0, n = *len;
@@ -832,6 +832,85 @@ mg_decl_fix_surrogates(char *s, size_t *len)
     *len = w;
 }
 
+/*
+ * Where and why libyaml failed, as "line L, column C: problem context".
+ * A reader error (invalid UTF-8, a control character) leaves
+ * problem_mark unset and gives a byte offset instead: the line and column
+ * are counted from text (the input the parser was given) up to it.
+ */
+void
+mg_decl_yaml_error(const yaml_parser_t *parser, const char *text,
+                   size_t len, char *buf, size_t n)
+{
+    size_t line = parser->problem_mark.line, col = parser->problem_mark.column;
+    size_t i, off;
+
+    if (parser->error == YAML_READER_ERROR) {
+        off = parser->problem_offset < len ? parser->problem_offset : len;
+        line = col = 0;
+        for (i = 0; i < off; i++) {
+            unsigned char c = (unsigned char) text[i];
+
+            if (c == '\n' || (c == '\r' && (i + 1 >= len
+                                              || text[i + 1] != '\n')))
+            {
+                line++;
+                col = 0;
+            } else if ((c & 0xc0) != 0x80 && c != '\r') {
+                col++;                  /* characters, as libyaml counts */
+            }
+        }
+    }
+    snprintf(buf, n, "line %zu, column %zu: %s%s%s", line + 1, col + 1,
+             parser->problem ? parser->problem : "syntax error",
+             parser->context ? " " : "",
+             parser->context ? parser->context : "");
+}
+
+/*
+ * libyaml's scanner checks every open flow level for each token, so
+ * "[[[[..." costs time quadratic in its depth, and the loader has no depth
+ * limit.  One pass over the events first stops at MG_DECL_MAX_NESTING
+ * open collections; an input it cannot parse is left to yaml_parser_load,
+ * which reports the same error.  Returns MG_ERROR (msg set) when too deep.
+ */
+int
+mg_decl_yaml_depth_check(const char *text, size_t len, char *msg, size_t n)
+{
+    yaml_parser_t parser;
+    yaml_event_t  ev;
+    int           depth = 0, rc = MG_OK, done = 0;
+
+    yaml_parser_initialize(&parser);
+    yaml_parser_set_input_string(&parser, (const unsigned char *) text, len);
+    while (!done && yaml_parser_parse(&parser, &ev)) {
+        switch (ev.type) {
+        case YAML_SEQUENCE_START_EVENT:
+        case YAML_MAPPING_START_EVENT:
+            if (++depth > MG_DECL_MAX_NESTING) {
+                snprintf(msg, n, "line %zu, column %zu: nested deeper than "
+                         "%d levels", ev.start_mark.line + 1,
+                         ev.start_mark.column + 1, MG_DECL_MAX_NESTING);
+                rc = MG_ERROR;
+                done = 1;
+            }
+            break;
+        case YAML_SEQUENCE_END_EVENT:
+        case YAML_MAPPING_END_EVENT:
+            depth--;
+            break;
+        case YAML_STREAM_END_EVENT:
+            done = 1;
+            break;
+        default:
+            break;
+        }
+        yaml_event_delete(&ev);
+    }
+    yaml_parser_delete(&parser);
+    return rc;
+}
+
 mg_config_t *
 mg_declarative_load_string(const char *text, size_t len,
                            mg_config_errors_t *errs)
@@ -839,7 +918,7 @@ mg_declarative_load_string(const char *text, size_t len,
     mg_decl_ctx_t   ctx;
     yaml_parser_t   parser;
     yaml_document_t doc;
-    char           *copy;
+    char           *copy, msg[512];
     size_t          i;
 
     memset(&ctx, 0, sizeof(ctx));
@@ -855,7 +934,9 @@ mg_declarative_load_string(const char *text, size_t len,
         mg_config_free(ctx.cf);
         return NULL;
     }
-    memcpy(copy, text, len);
+    if (len) {
+        memcpy(copy, text, len);        /* text may be NULL when len is 0 */
+    }
     copy[len] = '\0';
     for (i = 0; i < len && isspace((unsigned char) copy[i]); i++) {}
     if (i < len && (copy[i] == '{' || copy[i] == '[')) {
@@ -864,13 +945,11 @@ mg_declarative_load_string(const char *text, size_t len,
 
     yaml_parser_initialize(&parser);
     yaml_parser_set_input_string(&parser, (const unsigned char *) copy, len);
-    if (!yaml_parser_load(&parser, &doc)) {
-        mg_decl_err(&ctx, NULL, "line %zu, column %zu: %s%s%s",
-                    parser.problem_mark.line + 1,
-                    parser.problem_mark.column + 1,
-                    parser.problem ? parser.problem : "syntax error",
-                    parser.context ? " " : "",
-                    parser.context ? parser.context : "");
+    if (mg_decl_yaml_depth_check(copy, len, msg, sizeof(msg)) != MG_OK) {
+        mg_decl_err(&ctx, NULL, "%s", msg);
+    } else if (!yaml_parser_load(&parser, &doc)) {
+        mg_decl_yaml_error(&parser, copy, len, msg, sizeof(msg));
+        mg_decl_err(&ctx, NULL, "%s", msg);
     } else {
         yaml_parser_t hp;
 

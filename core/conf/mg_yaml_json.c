@@ -15,8 +15,10 @@
  * and load into the VM, and a second set of scalar rules to keep equal to
  * the loader's.
  */
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include "mg_decl.h"
 #include "../lua/mg_lua_api.h"
 
@@ -37,6 +39,8 @@ mg_lua_yaml_to_json(const char *text, size_t len, char **out,
     yaml_document_t doc;
     yaml_node_t    *root;
     mg_decl_buf_t   b = { NULL, 0, 0, 0, 0 };
+    char           *copy, msg[128];
+    size_t          i;
 
     *out = NULL;
     *outlen = 0;
@@ -46,18 +50,31 @@ mg_lua_yaml_to_json(const char *text, size_t len, char **out,
     if (len > MG_DECL_MAX_FILE) {
         return mg_yaml_json_fail(err, errlen, "input too large");
     }
+    /* A copy, as the loader reads it: JSON's surrogate pairs rewritten
+     * (libyaml refuses them), and never a NULL input (libyaml asserts). */
+    if ((copy = malloc(len + 1)) == NULL) {
+        return mg_yaml_json_fail(err, errlen, "out of memory");
+    }
+    if (len) {
+        memcpy(copy, text, len);
+    }
+    copy[len] = '\0';
+    for (i = 0; i < len && isspace((unsigned char) copy[i]); i++) {}
+    if (i < len && (copy[i] == '{' || copy[i] == '[')) {
+        mg_decl_fix_surrogates(copy, &len);
+    }
+    if (mg_decl_yaml_depth_check(copy, len, msg, sizeof(msg)) != MG_OK) {
+        free(copy);
+        return mg_yaml_json_fail(err, errlen, msg);
+    }
     yaml_parser_initialize(&parser);
-    yaml_parser_set_input_string(&parser, (const unsigned char *) text, len);
+    yaml_parser_set_input_string(&parser, (const unsigned char *) copy, len);
     if (!yaml_parser_load(&parser, &doc)) {
         if (err && errlen) {
-            snprintf(err, errlen, "line %zu, column %zu: %s%s%s",
-                     parser.problem_mark.line + 1,
-                     parser.problem_mark.column + 1,
-                     parser.problem ? parser.problem : "syntax error",
-                     parser.context ? " " : "",
-                     parser.context ? parser.context : "");
+            mg_decl_yaml_error(&parser, copy, len, err, errlen);
         }
         yaml_parser_delete(&parser);
+        free(copy);
         return MG_ERROR;
     }
     root = yaml_document_get_root_node(&doc);
@@ -68,6 +85,7 @@ mg_lua_yaml_to_json(const char *text, size_t len, char **out,
     }
     yaml_document_delete(&doc);
     yaml_parser_delete(&parser);
+    free(copy);
     if (b.failed || b.data == NULL) {
         free(b.data);
         return mg_yaml_json_fail(err, errlen, "cannot encode as JSON (keys "

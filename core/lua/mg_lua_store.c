@@ -110,8 +110,10 @@ mg_ls_read_entity(mg_ls_rd_t *r, mg_pool_t *pool, mg_store_entity_t *e)
     e->id = mg_ls_item(r);
     e->json = mg_ls_item(r);
     e->nuniques = mg_ls_count(r, 64, 4);
-    if (r->bad || (e->type = mg_pool_strndup(pool, type.data, type.len))
-                  == NULL)
+    /* the type becomes a C string: a NUL inside would truncate it into
+     * another, valid, type */
+    if (r->bad || memchr(type.data, '\0', type.len) != NULL
+        || (e->type = mg_pool_strndup(pool, type.data, type.len)) == NULL)
     {
         return MG_ERROR;
     }
@@ -178,6 +180,10 @@ mg_ls_put(mg_ls_out_t *o, const char *s, size_t n)
     }
     nl = snprintf(num, sizeof(num), "%zu:", n);
     need = o->len + (size_t) nl + n + 1;
+    if (need > MG_LS_OUT_MAX) {         /* before doubling can wrap */
+        o->failed = 1;
+        return;
+    }
     if (need > o->cap) {
         cap = o->cap ? o->cap : 4096;
         while (cap < need) cap *= 2;
