@@ -162,10 +162,18 @@ static const mg_conf_prop_t mg_conf_props[] = {
     { "lua_shared_dict", MG_CONF_T_STR_EMPTY, F(lua_shared_dict),
       "kong 5m, kong_locks 8m, kong_rate_limiting_counters 12m, "
       "moongate_cache 16m", 0, 0 },
+    /* plugin runtime limits (no Kong equivalent; 0 = no limit) */
+    { "response_phase_max_body_size", MG_CONF_T_SIZE,
+      F(response_phase_max_body_size), "10m", 0, 0 },
+    { "lua_max_run_time", MG_CONF_T_TIME, F(lua_max_run_time), "5s",
+      0, INT_MAX },
+    { "lua_max_memory", MG_CONF_T_SIZE, F(lua_max_memory), "1g", 0, 0 },
 
     { "role", MG_CONF_T_ROLE, F(role), "traditional", 0, 0 },
     { "cluster_control_plane", MG_CONF_T_OPTSTR, F(cluster_control_plane),
       NULL, 0, 0 },
+    { "cluster_listen", MG_CONF_T_LISTEN, F(cluster_listen),
+      "0.0.0.0:8005", 0, 0 },
     { "cluster_cert", MG_CONF_T_OPTSTR, F(cluster_cert), NULL, 0, 0 },
     { "cluster_cert_key", MG_CONF_T_OPTSTR, F(cluster_cert_key), NULL, 0, 0 },
     { "ssl_cert", MG_CONF_T_OPTSTR, F(ssl_cert), NULL, 0, 0 },
@@ -1099,6 +1107,44 @@ mg_conf_fix_prefix(mg_conf_t *conf, mg_conf_errs_t *errs)
     conf->prefix = mg_pool_strndup(conf->pool, p, n);
 }
 
+/* Hybrid mode (Kong's conf_loader checks, Kong's words). */
+static void
+mg_conf_check_role(mg_conf_t *conf, mg_conf_errs_t *errs)
+{
+    int cp = strcmp(conf->role, "control_plane") == 0;
+    int dp = strcmp(conf->role, "data_plane") == 0;
+
+    if (!cp && !dp) {
+        return;
+    }
+    if (cp && strcmp(conf->database, "off") == 0) {
+        mg_conf_err(errs, "in-memory storage can not be used when role = "
+                    "\"control_plane\"");
+    }
+    if (dp && strcmp(conf->database, "off") != 0) {
+        mg_conf_err(errs, "only in-memory storage can be used when role = "
+                    "\"data_plane\"\nHint: set database = off in your "
+                    "moongate.conf");
+    }
+    /* cluster_cert / cluster_cert_key are checked by the master, which
+     * loads them (core/event/mg_master.c): `moongate check` of a data
+     * plane's file does not need the key on that machine */
+    if (dp && conf->cluster_control_plane == NULL) {
+        mg_conf_err(errs, "cluster_control_plane must be set when role = "
+                    "\"data_plane\"");
+    }
+    if (cp && conf->cluster_listen.n == 0) {
+        mg_conf_err(errs, "cluster_listen must not be off when role = "
+                    "\"control_plane\"");
+    }
+    if (cp && conf->cluster_listen.n + conf->admin_listen.n
+                  > MG_CONF_MAX_LISTEN)
+    {
+        mg_conf_err(errs, "admin_listen and cluster_listen: at most %d "
+                    "addresses together", MG_CONF_MAX_LISTEN);
+    }
+}
+
 static int
 mg_conf_defaults(mg_conf_t *conf, mg_conf_errs_t *errs)
 {
@@ -1160,6 +1206,9 @@ mg_conf_load(const char *path, const char *prefix_override, char *err,
     }
     if (conf->prefix != NULL) {
         mg_conf_fix_prefix(conf, &errs);
+    }
+    if (errs.n == 0) {
+        mg_conf_check_role(conf, &errs);
     }
     if (errs.n == 0) {
         /* The pid file is the one path stored resolved (see mg_conf.h). */

@@ -71,6 +71,8 @@ struct mg_conf_s {
     mg_listen_list_t  proxy_listen;      /* 0.0.0.0:8000 reuseport */
     mg_listen_list_t  admin_listen;      /* 127.0.0.1:8001 reuseport */
     mg_listen_list_t  status_listen;     /* off */
+    mg_listen_list_t  cluster_listen;    /* 0.0.0.0:8005; opened by a
+                                            control plane only */
 
     /* client side limits (nginx_http_* equivalents accepted as aliases) */
     size_t            client_max_body_size;    /* 0 = unlimited */
@@ -104,13 +106,18 @@ struct mg_conf_s {
     const char       *lua_package_path;
     const char       *lua_package_cpath;
     const char       *lua_shared_dict;   /* "name size, ..." (mg_shdict) */
+    size_t            response_phase_max_body_size; /* 10m, 0 = none */
+    int               lua_max_run_time;  /* ms one resume may run, 0 off */
+    size_t            lua_max_memory;    /* Lua heap cap, 0 = none */
 
     /*
      * Added for later issues: parsed, validated and kept, no behaviour yet.
      * Strings are NULL when unset; ttls are seconds as in Kong (-1 unset).
      */
     const char       *role;              /* traditional (default),
-                                            control_plane, data_plane */
+                                            control_plane, data_plane
+                                            (hybrid mode: docs/clustering.md;
+                                            checked at load) */
     const char       *cluster_control_plane; /* "host:port" */
     const char       *cluster_cert;
     const char       *cluster_cert_key;

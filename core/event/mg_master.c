@@ -56,6 +56,9 @@ typedef struct {
     int           nslots;     /* sockets per entry (workers or 1) */
     int           admin_fds[MG_CONF_MAX_LISTEN];
     size_t        nadmin;     /* admin_listen sockets (0: no admin) */
+    size_t        ncluster;   /* cluster_listen sockets, after the admin
+                                 ones in admin_fds (control plane) */
+    int           cluster_role; /* 1 control plane, 2 data plane */
     double        load_ms;    /* configuration read to runtime built */
     char          listen_key[4096];
 } mg_gen_t;
@@ -145,6 +148,14 @@ mg_listen_key(const mg_conf_t *conf, char *key, size_t len)
                                (int) l->text.len, l->text.data, l->ssl,
                                l->backlog);
     }
+    if (strcmp(conf->role, "control_plane") == 0) {
+        for (i = 0; i < conf->cluster_listen.n && n < len; i++) {
+            const mg_listen_t *l = &conf->cluster_listen.elts[i];
+            n += (size_t) snprintf(key + n, len - n, "c:%.*s/%d,",
+                                   (int) l->text.len, l->text.data,
+                                   l->backlog);
+        }
+    }
 }
 
 static void
@@ -152,10 +163,11 @@ mg_gen_close_fds(mg_gen_t *g)
 {
     size_t i;
 
-    for (i = 0; i < g->nadmin; i++) {
+    for (i = 0; i < g->nadmin + g->ncluster; i++) {
         close(g->admin_fds[i]);
     }
     g->nadmin = 0;
+    g->ncluster = 0;
     if (g->fds == NULL) {
         return;
     }
@@ -206,6 +218,17 @@ mg_gen_open_fds(mg_gen_t *g, char *err, size_t errlen)
         }
         g->admin_fds[g->nadmin++] = fd;
     }
+    /* the control plane's cluster listener: served by the admin process
+     * with the cluster TLS server (mg_worker.c); the config checked that
+     * admin and cluster addresses fit admin_fds together */
+    for (i = 0; g->cluster_role == 1 && i < g->conf->cluster_listen.n; i++) {
+        int fd = mg_listen_open(&g->conf->cluster_listen.elts[i], err,
+                                errlen);
+        if (fd < 0) {
+            return MG_ERROR;
+        }
+        g->admin_fds[g->nadmin + g->ncluster++] = fd;
+    }
     /* shared sockets were stored several times: mark the copies so
      * close_fds closes each once */
     for (i = 0; i < g->nlisten; i++) {
@@ -246,6 +269,39 @@ mg_gen_config_from_store(const mg_conf_t *conf, uint64_t *version, char *err,
     return cf;
 }
 
+/*
+ * Hybrid mode: g->cluster_role from conf->role, and the cluster
+ * certificate and key loaded once here, so a missing or mismatched pair
+ * refuses the start (or the reload) instead of failing in the admin
+ * process later.
+ */
+static int
+mg_gen_cluster_check(mg_gen_t *g, char *err, size_t errlen)
+{
+    char             cert[4096], key[4096];
+    mg_tls_server_t *s;
+
+    g->cluster_role = strcmp(g->conf->role, "control_plane") == 0 ? 1
+                      : strcmp(g->conf->role, "data_plane") == 0 ? 2 : 0;
+    if (g->cluster_role == 0) {
+        return MG_OK;
+    }
+    if (g->conf->cluster_cert == NULL || g->conf->cluster_cert_key == NULL) {
+        snprintf(err, errlen, "cluster certificate and key must be provided "
+                 "(cluster_cert, cluster_cert_key) when role = \"%s\"",
+                 g->conf->role);
+        return MG_ERROR;
+    }
+    mg_conf_path(g->conf, g->conf->cluster_cert, cert, sizeof(cert));
+    mg_conf_path(g->conf, g->conf->cluster_cert_key, key, sizeof(key));
+    s = mg_tls_cluster_server_create(cert, key, err, errlen);
+    if (s == NULL) {
+        return MG_ERROR;
+    }
+    mg_tls_server_free(s);
+    return MG_OK;
+}
+
 /* Read conf and the configuration into g; errors go to err. */
 static int
 mg_gen_load(mg_gen_t *g, char *err, size_t errlen)
@@ -269,7 +325,20 @@ mg_gen_load(mg_gen_t *g, char *err, size_t errlen)
         return MG_ERROR;
     }
     db_off = strcmp(g->conf->database, "off") == 0;
-    if (db_off && g->conf->declarative_config) {
+    if (mg_gen_cluster_check(g, err, errlen) != MG_OK) {
+        return MG_ERROR;
+    }
+    if (g->cluster_role == 2) {
+        /* a data plane serves what its store holds: the last config the
+         * control plane sent (kept across restarts, so a node starts and
+         * serves while the control plane is down); the admin process
+         * replaces it when a new one arrives (moongate.cluster) */
+        if (g->conf->declarative_config) {
+            mg_log_warn("declarative_config is ignored when role = "
+                        "data_plane: the configuration comes from the "
+                        "control plane");
+        }
+    } else if (db_off && g->conf->declarative_config) {
         /* the file's own errors, worded for a file, before the import */
         mg_conf_path(g->conf, g->conf->declarative_config, path, sizeof(path));
         cf = mg_declarative_load_file(path, &errs);
@@ -289,7 +358,7 @@ mg_gen_load(mg_gen_t *g, char *err, size_t errlen)
                     "(load it with `moongate config db_import`, or set "
                     "database = off)", g->conf->database);
     }
-    if (db_off) {
+    if (db_off && g->cluster_role != 2) {
         /* DB-less: the file (or nothing) replaces what the store holds,
          * in one transaction, through the same import as POST /config */
         char msg[8192];
@@ -391,7 +460,8 @@ mg_spawn(mg_gen_t *g, int slot)
         sigaction(SIGINT, &sa, NULL);
         sigaction(SIGCHLD, &sa, NULL);
         if (slot < 0) {
-            mg_admin_run(g->conf, g->rt, g->admin_fds, g->nadmin);
+            mg_admin_run(g->conf, g->rt, g->admin_fds,
+                         g->nadmin + g->ncluster);
         }
         for (i = 0; i < g->nlisten; i++) {
             fds[i] = mg_gen_fd(g, i, slot);
@@ -555,7 +625,9 @@ mg_master_reload(mg_gen_t *cur)
         cur->fds = NULL;
         memcpy(g.admin_fds, cur->admin_fds, sizeof(g.admin_fds));
         g.nadmin = cur->nadmin;
+        g.ncluster = cur->ncluster;
         cur->nadmin = 0;
+        cur->ncluster = 0;
     } else if (mg_gen_open_fds(&g, err, sizeof(err)) != MG_OK) {
         mg_log_error("reload failed, keeping the running configuration: %s", err);
         mg_gen_close_fds(&g);
@@ -567,7 +639,9 @@ mg_master_reload(mg_gen_t *cur)
     for (s = 0; s < g.conf->worker_processes; s++) {
         mg_spawn(&g, s);
     }
-    if (g.nadmin > 0) {
+    if (g.nadmin > 0 || g.cluster_role != 0) {
+        /* a control plane serves cluster_listen there, a data plane runs
+         * its sync loop there, even with admin_listen = off */
         mg_spawn(&g, -1);
     }
     mg_signal_workers(SIGQUIT, 1);
@@ -672,7 +746,9 @@ mg_master_run(const char *conf_path, const char *prefix, int daemonize)
     for (s = 0; s < g.conf->worker_processes; s++) {
         mg_spawn(&g, s);
     }
-    if (g.nadmin > 0) {
+    if (g.nadmin > 0 || g.cluster_role != 0) {
+        /* a control plane serves cluster_listen there, a data plane runs
+         * its sync loop there, even with admin_listen = off */
         mg_spawn(&g, -1);
     }
     mg_log_notice("moongate %s started, %d workers, pid %d", MOONGATE_VERSION,

@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
 #include <arpa/inet.h>
@@ -42,6 +43,14 @@ const char mg_err_refused[] = "connection refused";
 const char mg_err_io[] = "i/o error";
 
 mg_worker_t *mg_worker;
+
+/* The admin process of a control plane: the cluster listener's TLS
+ * (client certificate required, equal to cluster_cert), and where its
+ * listeners start in the admin process's listener list. */
+static mg_tls_server_t  *mg_cluster_tls;
+static const mg_listen_t *mg_cluster_ls;
+/* admin_listen then cluster_listen, as the master passes their fds */
+static mg_listen_list_t   mg_admin_lists;
 
 #define MG_POOL_CACHE_MAX   1024
 #define MG_REQ_POOL_SIZE    16384   /* a typical request fits one block */
@@ -342,13 +351,80 @@ mg_conn_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
     mg_worker_ready_flush();
 }
 
+/*
+ * A new client connection on fd (accepted from l, or l == NULL: the admin
+ * process's own socketpair).  Closes fd and returns NULL on failure.
+ */
+static mg_conn_t *
+mg_worker_conn_add(int fd, const struct sockaddr_storage *ss, socklen_t sl,
+                   const mg_listener_t *l)
+{
+    mg_worker_t *wk = mg_worker;
+    mg_conn_t   *c;
+    int          one = 1;
+
+    if (wk->free_conns) {
+        c = wk->free_conns;
+        wk->free_conns = c->next;
+    } else {
+        c = malloc(sizeof(*c));
+        if (c == NULL) {
+            mg_log_crit("out of memory accepting a connection");
+            close(fd);
+            return NULL;
+        }
+    }
+    memset(c, 0, sizeof(*c));
+    c->fd = fd;
+    c->io = &mg_conn_plain_io;
+    memcpy(&c->peer, ss, mg_min(sl, sizeof(c->peer)));
+    if (l != NULL) {
+        c->local_port = ntohs(l->ls->addr.ss_family == AF_INET6
+                                  ? ((struct sockaddr_in6 *) &l->ls->addr)->sin6_port
+                                  : ((struct sockaddr_in *) &l->ls->addr)->sin_port);
+        c->ssl = l->ls->ssl;
+    }
+    c->id = ++wk->next_conn_id;
+    if (c->ssl) {
+        mg_tls_server_t *ts = wk->rt ? wk->rt->tls_server : NULL;
+        if (mg_cluster_ls != NULL && l->ls >= mg_cluster_ls) {
+            ts = mg_cluster_tls;
+        }
+        c->tls = ts ? mg_tls_conn_server(ts, fd) : NULL;
+        if (c->tls == NULL) {
+            mg_log_error("cannot set up TLS for a new connection");
+            close(fd);
+            c->next = wk->free_conns;
+            wk->free_conns = c;
+            return NULL;
+        }
+        mg_tls_conn_set_id(c->tls, c->id);
+        c->rt = wk->rt;
+        mg_runtime_hold(c->rt);
+        c->io = &mg_conn_tls_io;
+        c->state = MG_CONN_HANDSHAKE;
+    }
+    if (ss->ss_family != AF_UNIX) {
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    }
+    ev_io_init(&c->rev, mg_conn_read_cb, fd, EV_READ);
+    ev_io_init(&c->wev, mg_conn_write_cb, fd, EV_WRITE);
+    ev_init(&c->timer, mg_conn_timer_cb);
+    c->rev.data = c->wev.data = c->timer.data = c;
+    c->next = wk->conns;
+    if (wk->conns) wk->conns->prev = c;
+    wk->conns = c;
+    wk->nconns++;
+    ev_io_start(wk->loop, &c->rev);
+    mg_http_conn_init(c);
+    return c;
+}
+
 static void
 mg_worker_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
-    mg_worker_t   *wk = mg_worker;
     mg_listener_t *l = w->data;
-    mg_conn_t     *c;
-    int            i, fd, one = 1;
+    int            i, fd;
     struct sockaddr_storage ss;
     socklen_t      sl;
 
@@ -371,55 +447,7 @@ mg_worker_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
             mg_log_error("accept() failed: %s", strerror(errno));
             return;
         }
-        if (wk->free_conns) {
-            c = wk->free_conns;
-            wk->free_conns = c->next;
-        } else {
-            c = malloc(sizeof(*c));
-            if (c == NULL) {
-                mg_log_crit("out of memory accepting a connection");
-                close(fd);
-                return;
-            }
-        }
-        memset(c, 0, sizeof(*c));
-        c->fd = fd;
-        c->io = &mg_conn_plain_io;
-        memcpy(&c->peer, &ss, mg_min(sl, sizeof(c->peer)));
-        c->local_port = ntohs(l->ls->addr.ss_family == AF_INET6
-                                  ? ((struct sockaddr_in6 *) &l->ls->addr)->sin6_port
-                                  : ((struct sockaddr_in *) &l->ls->addr)->sin_port);
-        c->ssl = l->ls->ssl;
-        c->id = ++wk->next_conn_id;
-        if (c->ssl) {
-            c->tls = wk->rt && wk->rt->tls_server
-                         ? mg_tls_conn_server(wk->rt->tls_server, fd) : NULL;
-            if (c->tls == NULL) {
-                mg_log_error("cannot set up TLS for a new connection");
-                close(fd);
-                c->next = wk->free_conns;
-                wk->free_conns = c;
-                continue;
-            }
-            mg_tls_conn_set_id(c->tls, c->id);
-            c->rt = wk->rt;
-            mg_runtime_hold(c->rt);
-            c->io = &mg_conn_tls_io;
-            c->state = MG_CONN_HANDSHAKE;
-        }
-        if (ss.ss_family != AF_UNIX) {
-            setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-        }
-        ev_io_init(&c->rev, mg_conn_read_cb, fd, EV_READ);
-        ev_io_init(&c->wev, mg_conn_write_cb, fd, EV_WRITE);
-        ev_init(&c->timer, mg_conn_timer_cb);
-        c->rev.data = c->wev.data = c->timer.data = c;
-        c->next = wk->conns;
-        if (wk->conns) wk->conns->prev = c;
-        wk->conns = c;
-        wk->nconns++;
-        ev_io_start(loop, &c->rev);
-        mg_http_conn_init(c);
+        mg_worker_conn_add(fd, &ss, sl, l);
     }
 }
 
@@ -483,7 +511,7 @@ mg_worker_graceful(void)
 {
     mg_worker_t *w = mg_worker;
     size_t       i;
-    mg_conn_t   *c;
+    mg_conn_t   *c, *next;
 
     if (w->shutting_down) {
         return;
@@ -495,7 +523,15 @@ mg_worker_graceful(void)
         ev_io_stop(w->loop, &w->listeners[i].w);
         close(w->listeners[i].fd);    /* the master keeps its copy */
     }
-    for (c = w->conns; c; c = c->next) {
+    for (c = w->conns; c; c = next) {
+        next = c->next;
+        if (c->tls && mg_tls_conn_cluster(c->tls)) {
+            /* a data plane's long poll would hold the stop for up to
+             * its whole wait: it reconnects (to the new generation
+             * after a reload) instead */
+            mg_conn_close(c);
+            continue;
+        }
         if (c->req) {
             c->req->keepalive = 0;
         }
@@ -511,6 +547,75 @@ mg_worker_graceful(void)
     if (w->nconns == 0) {
         ev_break(w->loop, EVBREAK_ALL);
     }
+}
+
+/* ------------------------------------------------------------------ */
+/* The admin process's internal request                                */
+
+/*
+ * The data plane's sync loop is Lua (moongate.cluster.data_plane) and
+ * runs as an ngx.timer of the admin VM, but timers cannot be created
+ * while that VM is being initialised, and a data plane may have no
+ * admin listener at all.  So once the loop runs, the admin process sends
+ * itself one request over a socketpair; its handler starts the timer and
+ * answers at once.  The AF_UNIX peer is what marks it as internal
+ * (mg_http_request.c): no listener has that family.  Our end reads the
+ * answer away and closes at EOF.
+ *
+ * Rejected: a sync loop in C -- an HTTP client, JSON and the declarative
+ * import would all be duplicated from Lua.
+ */
+static ev_io mg_admin_kick_w;
+
+static void
+mg_admin_kick_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    char    buf[4096];
+    ssize_t n;
+
+    (void) revents;
+    do {
+        n = recv(w->fd, buf, sizeof(buf), 0);
+    } while (n > 0);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+        return;
+    }
+    ev_io_stop(loop, w);
+    close(w->fd);
+}
+
+static void
+mg_admin_kick(const char *path)
+{
+    static const char fmt[] = "GET %s HTTP/1.1\r\nHost: localhost\r\n"
+                              "Connection: close\r\n\r\n";
+    struct sockaddr_storage ss;
+    char                    req[256];
+    int                     sv[2], n;
+
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0,
+                   sv) < 0)
+    {
+        mg_log_crit("admin process: socketpair() failed: %s; the cluster "
+                    "sync loop does not run", strerror(errno));
+        return;
+    }
+    memset(&ss, 0, sizeof(ss));
+    ss.ss_family = AF_UNIX;
+    n = snprintf(req, sizeof(req), fmt, path);
+    if (send(sv[1], req, (size_t) n, MSG_NOSIGNAL) != n) {
+        close(sv[0]);
+        close(sv[1]);
+        mg_log_crit("admin process: cannot send the internal request %s",
+                    path);
+        return;
+    }
+    if (mg_worker_conn_add(sv[0], &ss, sizeof(sa_family_t), NULL) == NULL) {
+        close(sv[1]);
+        return;
+    }
+    ev_io_init(&mg_admin_kick_w, mg_admin_kick_cb, sv[1], EV_READ);
+    ev_io_start(mg_worker->loop, &mg_admin_kick_w);
 }
 
 static void
@@ -587,7 +692,21 @@ mg_worker_main(mg_conf_t *conf, mg_runtime_t *rt, int slot, const int *fds,
         {
             conf->client_max_body_size = MG_ADMIN_MAX_BODY;
         }
+        if (mg_cluster_ls != NULL) {
+            char cert[4096], key[4096];
+            mg_conf_path(conf, conf->cluster_cert, cert, sizeof(cert));
+            mg_conf_path(conf, conf->cluster_cert_key, key, sizeof(key));
+            mg_cluster_tls = mg_tls_cluster_server_create(cert, key, aerr,
+                                                          sizeof(aerr));
+            if (mg_cluster_tls == NULL) {
+                mg_log_crit("cluster listener cannot start: %s", aerr);
+                _exit(2);
+            }
+        }
         for (i = 0; i < nfds; i++) {
+            if (mg_cluster_ls != NULL && &lists->elts[i] >= mg_cluster_ls) {
+                break;
+            }
             if (lists->elts[i].ssl && rt->tls_server == NULL) {
                 /* admin over TLS: the proxy's certificates (ssl_cert,
                  * or the default one made under the prefix) */
@@ -652,6 +771,9 @@ mg_worker_main(mg_conf_t *conf, mg_runtime_t *rt, int slot, const int *fds,
         mg_health_start_active(rt->health, w.loop, rt);
     }
     mg_worker_config_init(&w);
+    if (admin && strcmp(conf->role, "data_plane") == 0) {
+        mg_admin_kick("/__moongate/cluster/start");
+    }
     mg_log_info("%s %d started", admin ? "admin process" : "worker", slot);
     ev_run(w.loop, 0);
     if (w.terminating) {
@@ -672,5 +794,18 @@ mg_worker_run(mg_conf_t *conf, mg_runtime_t *rt, int slot, const int *fds,
 void
 mg_admin_run(mg_conf_t *conf, mg_runtime_t *rt, const int *fds, size_t nfds)
 {
-    mg_worker_main(conf, rt, -1, fds, nfds, &conf->admin_listen, 1);
+    size_t i, n = conf->admin_listen.n;
+
+    /* fds: the admin_listen sockets, then (control plane) the
+     * cluster_listen ones, always TLS with the cluster certificate */
+    mg_admin_lists = conf->admin_listen;
+    for (i = n; i < nfds && i < MG_CONF_MAX_LISTEN; i++) {
+        mg_admin_lists.elts[i] = conf->cluster_listen.elts[i - n];
+        mg_admin_lists.elts[i].ssl = 1;
+    }
+    mg_admin_lists.n = nfds;
+    if (nfds > n) {
+        mg_cluster_ls = &mg_admin_lists.elts[n];
+    }
+    mg_worker_main(conf, rt, -1, fds, nfds, &mg_admin_lists, 1);
 }

@@ -498,9 +498,45 @@ mg_http_admin_authorized(mg_request_t *r)
     return diff == 0;
 }
 
+/*
+ * The admin process serves three kinds of connection (mg_worker.c):
+ *   - admin_listen: the Admin API, behind admin_api_token;
+ *   - cluster_listen (control plane): data planes, already authenticated
+ *     by the cluster mTLS handshake; only /v1/... (moongate.cluster);
+ *   - its own socketpair (AF_UNIX, never a listener's family): the one
+ *     internal request that starts the data plane's sync loop.
+ * The /v1/ and /__moongate/ paths are not reachable from admin_listen.
+ */
+static int
+mg_http_path_has_prefix(const mg_request_t *r, const char *prefix)
+{
+    size_t n = strlen(prefix);
+    return r->path.len >= n && memcmp(r->path.data, prefix, n) == 0;
+}
+
 static void
 mg_http_admin_request(mg_request_t *r)
 {
+    mg_conn_t *c = r->conn;
+
+    if (c->tls && mg_tls_conn_cluster(c->tls)) {
+        if (!mg_http_path_has_prefix(r, "/v1/")) {
+            mg_http_send_error(r, 404, NULL);
+            return;
+        }
+        mg_lua_admin(r);
+        return;
+    }
+    if (c->peer.sa.sa_family == AF_UNIX) {
+        mg_lua_admin(r);
+        return;
+    }
+    if (mg_http_path_has_prefix(r, "/v1/")
+        || mg_http_path_has_prefix(r, "/__moongate/"))
+    {
+        mg_http_send_error(r, 404, NULL);
+        return;
+    }
     if (!mg_http_admin_authorized(r)) {
         mg_log_info("*%llu admin API: unauthorized request",
                     (unsigned long long) r->conn->id);

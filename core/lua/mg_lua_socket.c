@@ -115,7 +115,7 @@ static int              mg_lsock_hint;
 static int              mg_lsock_live;
 static mg_lpool_t      *mg_lpools;
 static const char      *mg_lsock_reason = "";
-static mg_tls_client_t *mg_lsock_tls[2];   /* [verify] */
+static mg_tls_client_t *mg_lsock_tls[3];   /* [verify]; [2]: cluster */
 
 static const char mg_lsock_err_busy[] = "socket busy";
 static const char mg_lsock_err_nomem[] = "no memory";
@@ -776,6 +776,29 @@ mg_lsock_tls_client(int verify)
     return mg_lsock_tls[verify];
 }
 
+/* verify == 2: a data plane's connection to its control plane, shared
+ * mTLS with cluster_cert / cluster_cert_key (mg_tls_cluster.c). */
+static mg_tls_client_t *
+mg_lsock_tls_cluster(void)
+{
+    const mg_conf_t *conf = mg_worker->conf;
+    char             cert[4096], key[4096], err[512];
+
+    if (mg_lsock_tls[2] == NULL) {
+        if (conf->cluster_cert == NULL || conf->cluster_cert_key == NULL) {
+            return NULL;
+        }
+        mg_conf_path(conf, conf->cluster_cert, cert, sizeof(cert));
+        mg_conf_path(conf, conf->cluster_cert_key, key, sizeof(key));
+        mg_lsock_tls[2] = mg_tls_cluster_client_create(cert, key, err,
+                                                       sizeof(err));
+        if (mg_lsock_tls[2] == NULL) {
+            mg_log_error("lua socket: %s", err);
+        }
+    }
+    return mg_lsock_tls[2];
+}
+
 static int
 mg_lsock_handshake(mg_lsock_t *s, int timeout_ms)
 {
@@ -817,13 +840,14 @@ mg_lua_socket_sslhandshake(int id, const char *name, size_t nl, int verify,
     if (nl >= sizeof(sni)) {
         return mg_lsock_fail("bad server name");
     }
-    cl = mg_lsock_tls_client(verify ? 1 : 0);
+    cl = verify == 2 ? mg_lsock_tls_cluster()
+                     : mg_lsock_tls_client(verify ? 1 : 0);
     if (cl == NULL) {
         return mg_lsock_fail("handshake failed: no TLS client context");
     }
     memcpy(sni, name ? name : "", nl);
     sni[nl] = '\0';
-    s->tls = mg_tls_conn_client(cl, s->fd, nl ? sni : NULL);
+    s->tls = mg_tls_conn_client(cl, s->fd, nl && verify != 2 ? sni : NULL);
     if (s->tls == NULL) {
         return mg_lsock_fail(mg_lsock_err_nomem);
     }

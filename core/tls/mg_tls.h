@@ -185,6 +185,26 @@ const char *mg_tls_cipher(const mg_tls_conn_t *t);
 void mg_tls_close_notify(mg_tls_conn_t *t);
 
 /*
+ * Hybrid mode, Kong's "shared" mTLS (mg_tls_cluster.c).  Both ends hold
+ * the same certificate and key (cluster_cert / cluster_cert_key, paths
+ * already resolved): the control plane's listener requires a client
+ * certificate and accepts only one byte-for-byte equal to its own; the
+ * data plane presents it and accepts only a server presenting it too.
+ * No SNI, no name check, no session resumption: every connection proves
+ * the key.  Returns NULL with a message naming the file at fault.  Free
+ * with mg_tls_server_free() / mg_tls_client_free().
+ */
+mg_tls_server_t *mg_tls_cluster_server_create(const char *cert_path,
+                                              const char *key_path,
+                                              char *err, size_t errlen);
+mg_tls_client_t *mg_tls_cluster_client_create(const char *cert_path,
+                                              const char *key_path,
+                                              char *err, size_t errlen);
+/* 1 when t was made from a cluster server object (a data plane's
+ * connection to the control plane's cluster_listen). */
+int mg_tls_conn_cluster(const mg_tls_conn_t *t);
+
+/*
  * Validation for config loaders: both parse (PEM) and the key belongs to
  * the certificate.  MG_OK, or MG_ERROR with a message (never key bytes).
  */

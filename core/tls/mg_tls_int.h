@@ -59,6 +59,9 @@ struct mg_tls_server_s {
                                             before */
     int                  ticket_ready;
     mg_tls_ticket_key_t  ticket[2];
+    unsigned             cluster:1;      /* mg_tls_cluster.c: dflt.pairs[0]
+                                            is the cluster certificate and
+                                            the client must present it */
 };
 
 #define MG_TLS_CLIENT_SESSIONS 8

@@ -192,14 +192,19 @@ end
 --- sslhandshake(reused_session, server_name, ssl_verify[, send_status_req])
 -- Returns true (there is no session userdata to hand out: sessions are
 -- cached per server name by the core) or nil, err.
+-- ssl_verify "cluster" (moongate only): hybrid mode's shared mTLS --
+-- present cluster_cert / cluster_cert_key and accept only a peer that
+-- presents the same certificate (moongate.cluster.data_plane).  Such a
+-- connection must not go back to a keepalive pool.
 function tcp:sslhandshake(_, server_name, verify)
     owner(2)
     if not self.id then
         return nil, "closed"
     end
     local name = server_name and tostring(server_name) or ""
-    local rc = C.mg_lua_socket_sslhandshake(self.id, name, #name,
-                                            verify and 1 or 0, self.ct)
+    local mode = verify == "cluster" and 2 or (verify and 1 or 0)
+    local rc = C.mg_lua_socket_sslhandshake(self.id, name, #name, mode,
+                                            self.ct)
     if rc == AGAIN then
         local ok, err = wait(self)
         if not ok then

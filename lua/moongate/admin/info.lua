@@ -2,7 +2,8 @@
 -- (kong/api/routes/kong.lua, health.lua, plugins.lua): GET /, /status,
 -- /status/ready, /endpoints, /plugins/enabled, GET /schemas/{entity},
 -- GET /schemas/plugins/{name}, POST /schemas/{entity}/validate and
--- POST /schemas/plugins/validate.
+-- POST /schemas/plugins/validate; then the hybrid mode endpoints of the
+-- node's role (moongate.cluster).
 --
 -- Only what is real is reported: `timers`, `pids` and the `server` /
 -- `memory` counters of /status appear when the core hands them over
@@ -195,6 +196,14 @@ function _M.register(router, state)
                 body[k] = v
             end
         end
+        -- a data plane: its control plane connection and config
+        -- (moongate.cluster.data_plane)
+        extra = state.cluster_status and state.cluster_status()
+        if type(extra) == "table" then
+            for k, v in pairs(extra) do
+                body[k] = v
+            end
+        end
         return 200, body
     end })
 
@@ -263,6 +272,9 @@ function _M.register(router, state)
         return validate(p.schema, body)
     end })
 
+    -- hybrid mode: /clustering/*, /v1/config, a data plane's read-only
+    -- API (moongate.cluster)
+    require("moongate.cluster").register(router, state)
 end
 
 return _M
