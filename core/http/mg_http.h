@@ -118,6 +118,9 @@ struct mg_request_s {
     unsigned             lua_body_reading:1;
     unsigned             lua_body_done:1;
     unsigned             lua_bf:1;        /* body_filter plugins on route */
+    unsigned             resp_buffered:1; /* response phase: whole body in
+                                             bf_in before anything is sent */
+    unsigned             resp_too_large:1;
     unsigned             bf_replaced:1;
     char                *bf_in;           /* decoded chunk (chunked upstream) */
     size_t               bf_in_len, bf_in_cap;
@@ -192,6 +195,10 @@ void mg_proxy_start(mg_request_t *r);
  * writable again: continue whichever direction was waiting. */
 void mg_proxy_client_input(mg_request_t *r);
 void mg_proxy_client_writable(mg_request_t *r);
+/* The response phase ended (mg_lua_response): run header_filter and
+ * body_filter on the buffered response (r->bf_in) and send it with a
+ * Content-Length, or answer 500 when a filter failed. */
+void mg_proxy_send_buffered(mg_request_t *r);
 /* Free upstream resources of r (on abort/finalize). */
 void mg_proxy_cleanup(mg_request_t *r);
 

@@ -48,6 +48,8 @@ static int mg_proxy_emit(mg_request_t *r, const char *data, size_t len,
 static int mg_proxy_process_filtered(mg_request_t *r, mg_upconn_t *u,
                                      mg_buf_t *b);
 static int mg_proxy_tunnel_start(mg_request_t *r);
+static int mg_proxy_process_buffered(mg_request_t *r, mg_upconn_t *u,
+                                     mg_buf_t *b);
 static void mg_proxy_tunnel_read(mg_request_t *r);
 static void mg_proxy_tunnel_c2u(mg_request_t *r);
 
@@ -971,7 +973,7 @@ mg_proxy_build_client_head(mg_request_t *r)
 {
     mg_conf_t      *conf = mg_worker->conf;
     mg_http_head_t *h = &r->rhead;
-    size_t          i, cap = 512 + r->set_cookie.len
+    size_t          i, cap = 544 + r->set_cookie.len
                                + mg_proxy_mods_size(r->resp_mods);
     char           *p;
     int             conn_tokens = h->connection.len > 0
@@ -1007,10 +1009,10 @@ mg_proxy_build_client_head(mg_request_t *r)
               || (conn_tokens && mg_proxy_conn_token(h->connection, hd->name)))
              && !(r->tunnel && mg_str_caseeq_lit(hd->name, "upgrade")))
             || (r->resp_mods && mg_proxy_mod_replaces(r->resp_mods, hd->name))
-            || (r->lua_bf && !r->resp_no_body
+            || ((r->lua_bf || r->resp_buffered) && !r->resp_no_body
                 && mg_str_caseeq_lit(hd->name, "content-length")))
         {
-            continue;       /* (a body_filter may change the length) */
+            continue;       /* (a plugin may change the length) */
         }
         APPEND(p, hd->name.data, hd->name.len);
         *p++ = ':';
@@ -1019,7 +1021,14 @@ mg_proxy_build_client_head(mg_request_t *r)
         *p++ = '\r';
         *p++ = '\n';
     }
-    if (r->resp_chunked
+    if (r->resp_buffered) {
+        if (!r->resp_no_body) {
+            /* the whole (final) body is known: its length in resp_left */
+            APPEND_LIT(p, "Content-Length: ");
+            p = mg_fmt_u64(p, (uint64_t) r->resp_left);
+            APPEND_LIT(p, "\r\n");
+        }
+    } else if (r->resp_chunked
         || (r->lua_bf && !r->resp_no_body && r->head.http_minor >= 1))
     {
         APPEND_LIT(p, "Transfer-Encoding: chunked\r\n");
@@ -1069,8 +1078,10 @@ mg_proxy_build_client_head(mg_request_t *r)
     return MG_OK;
 }
 
+/* The upstream exchange is over: give the connection back (to the pool
+ * when it can carry another request). */
 static void
-mg_proxy_finish(mg_request_t *r)
+mg_proxy_upstream_done(mg_request_t *r)
 {
     mg_upconn_t *u = r->u;
     int          ka;
@@ -1087,6 +1098,12 @@ mg_proxy_finish(mg_request_t *r)
         mg_upconn_timer(u, 0);
         mg_upconn_release(u, ka);
     }
+}
+
+static void
+mg_proxy_finish(mg_request_t *r)
+{
+    mg_proxy_upstream_done(r);
     mg_http_request_done(r);
 }
 
@@ -1339,6 +1356,138 @@ mg_proxy_process_filtered(mg_request_t *r, mg_upconn_t *u, mg_buf_t *b)
     return MG_OK;
 }
 
+/*
+ * The response phase (Kong's buffered proxying): the upstream's head is
+ * copied out of the read buffer (the buffer is reused for the body and
+ * the connection goes back to the pool before the phase runs), the body
+ * is decoded into r->bf_in up to response_phase_max_body_size, then the
+ * phase runs (mg_lua_response) and mg_proxy_send_buffered() sends what
+ * it left.  Routes without a response plugin never come here.
+ */
+static void
+mg_proxy_rebase(mg_str_t *s, const char *from, size_t len, char *to)
+{
+    if (s->data >= from && s->data < from + len) {
+        s->data = to + (s->data - from);
+    }
+}
+
+static int
+mg_proxy_head_keep(mg_request_t *r, const char *p, size_t len)
+{
+    mg_http_head_t *h = &r->rhead;
+    char           *copy = mg_pool_alloc(r->pool, len);
+    size_t          i;
+
+    if (copy == NULL) {
+        return MG_ERROR;
+    }
+    memcpy(copy, p, len);
+    mg_proxy_rebase(&h->reason, p, len, copy);
+    mg_proxy_rebase(&h->host, p, len, copy);
+    mg_proxy_rebase(&h->connection, p, len, copy);
+    for (i = 0; i < h->nheaders; i++) {
+        mg_proxy_rebase(&h->headers[i].name, p, len, copy);
+        mg_proxy_rebase(&h->headers[i].value, p, len, copy);
+    }
+    return MG_OK;
+}
+
+static int
+mg_proxy_process_buffered(mg_request_t *r, mg_upconn_t *u, mg_buf_t *b)
+{
+    size_t avail = mg_buf_len(b), n;
+    int    complete = 0;
+
+    (void) u;
+    if (r->resp_no_body) {
+        complete = 1;
+    } else if (r->resp_chunked) {
+        ssize_t k = avail ? mg_http_body_feed(&r->rparser, b->pos, avail,
+                                              mg_lua_resp_collect, r) : 0;
+        if (k < 0 && !r->resp_too_large) {
+            mg_log_error("*%llu upstream %s sent invalid chunked response",
+                         (unsigned long long) r->conn->id, r->peer->name);
+            mg_http_send_error(r, 502, NULL);
+            return MG_ERROR;
+        }
+        if (k > 0) {
+            b->pos += k;
+        }
+        complete = mg_http_parser_done(&r->rparser);
+    } else {
+        n = r->resp_left >= 0 ? (size_t) mg_min((int64_t) avail, r->resp_left)
+                              : avail;
+        if (n && mg_lua_resp_collect(r, b->pos, n) == 0) {
+            b->pos += n;
+            if (r->resp_left >= 0) {
+                r->resp_left -= (int64_t) n;
+                complete = r->resp_left == 0;
+            }
+        }
+    }
+    if (r->resp_too_large) {
+        mg_log_error("*%llu upstream %s: response body larger than "
+                     "response_phase_max_body_size (%zu bytes), which a "
+                     "plugin's response phase must buffer",
+                     (unsigned long long) r->conn->id, r->peer->name,
+                     mg_worker->conf->response_phase_max_body_size);
+        mg_http_send_error(r, 502, "upstream response too large to buffer "
+                           "for the response phase");
+        return MG_ERROR;
+    }
+    if (b->pos == b->last) {
+        b->pos = b->last = b->start;
+    }
+    if (!complete) {
+        return MG_OK;
+    }
+    mg_proxy_upstream_done(r);
+    mg_lua_response(r);         /* may finish r: not touched after */
+    return MG_DONE;
+}
+
+void
+mg_proxy_send_buffered(mg_request_t *r)
+{
+    const char *body = r->bf_in ? r->bf_in : "";
+    size_t      blen = r->bf_in_len;
+    const char *out;
+    size_t      on;
+
+    /* Kong: header_filter and body_filter run on what response left */
+    if (mg_lua_header_filter(r) != MG_OK) {
+        mg_http_send_error(r, 500, NULL);
+        return;
+    }
+    if (r->lua_bf && !r->resp_no_body) {
+        if (mg_lua_body_filter(r, body, blen, 1, &out, &on) != MG_OK) {
+            mg_http_send_error(r, 500, NULL);
+            return;
+        }
+        body = out;
+        blen = on;
+    }
+    if (r->resp_no_body) {
+        blen = 0;
+    }
+    r->resp_left = (int64_t) blen;
+    if (mg_proxy_build_client_head(r) != MG_OK) {
+        mg_http_send_error(r, 500, NULL);
+        return;
+    }
+    if (blen) {
+        r->out[1].iov_base = (void *) body;
+        r->out[1].iov_len = blen;
+        r->nout = 2;
+        r->body_sent += blen;
+    }
+    r->response_done = 1;
+    if (mg_http_write_out(r) == MG_OK) {
+        mg_http_request_done(r);
+    }
+}
+
 /* Consume what u->in holds.  MG_OK: read more; MG_AGAIN: client blocked;
  * MG_DONE/MG_ERROR: the request is finished or gone. */
 static int
@@ -1437,6 +1586,16 @@ mg_proxy_process(mg_request_t *r)
         if (mg_worker->shutting_down) {
             r->keepalive = 0;
         }
+        if (r->lua && (r->lua_mask & MG_LUA_PHASE_response)) {
+            /* Kong's buffered proxying: the whole response first, then
+             * the response phase, then the filters (send_buffered) */
+            if (mg_proxy_head_keep(r, b->pos - hl, hl) != MG_OK) {
+                mg_proxy_next(r, mg_err_io, 502);
+                return MG_ERROR;
+            }
+            r->resp_buffered = 1;
+            break;
+        }
         if (r->lua && mg_lua_header_filter(r) != MG_OK) {
             mg_http_send_error(r, 500, NULL);
             return MG_ERROR;
@@ -1448,6 +1607,9 @@ mg_proxy_process(mg_request_t *r)
         break;
     }
 
+    if (r->resp_buffered) {
+        return mg_proxy_process_buffered(r, u, b);
+    }
     if (r->lua_bf && !r->resp_no_body) {
         return mg_proxy_process_filtered(r, u, b);
     }
@@ -1541,6 +1703,14 @@ mg_proxy_read(mg_request_t *r)
             return;
         }
         if (n == 0) {
+            if (r->rhead.status && r->upstream_eof_body && r->resp_buffered) {
+                r->u = NULL;
+                mg_upconn_close(u);
+                r->upstream_end = mg_time_now;
+                r->ustate = MG_REQ_UPSTREAM_DONE;
+                mg_lua_response(r);
+                return;
+            }
             if (r->rhead.status && r->upstream_eof_body) {
                 r->response_done = 1;
                 r->u = NULL;

@@ -6,11 +6,15 @@
  * Per request: the running coroutine (a registry ref, released as soon as
  * the phase returns) and the sleep timer, both torn down by
  * mg_lua_request_end() whatever way the request ends.
+ *
+ * Runaway plugins (lua_max_run_time, lua_max_memory): see "limits" below.
  */
 #include <errno.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 #include <unistd.h>
 #include <arpa/inet.h>
 #include <lauxlib.h>
@@ -36,6 +40,13 @@ typedef struct {
     int        idle_ref[64];
     int        nidle;
     int        refs;            /* runtimes using it */
+    /* lua_max_memory: the allocator we wrap, bytes in use, the cap */
+    lua_Alloc  alloc_f;
+    void      *alloc_ud;
+    size_t     mem_used;
+    size_t     mem_max;
+    size_t     mem_grace;       /* extra room once the cap was hit */
+    int        mem_hit;
 } mg_lua_vm_t;
 
 /*
@@ -109,6 +120,200 @@ mg_lua_phase_str(int bit)
         }
     }
     return "?";
+}
+
+/* --- limits: runaway plugins ----------------------------------------- */
+
+/*
+ * lua_max_run_time: one resume of a coroutine (a phase up to its next
+ * yield) may run that long.  A timer on the process CPU clock
+ * (timer_create CLOCK_PROCESS_CPUTIME_ID, so an idle worker gets no
+ * signal) ticks every quarter of the limit; its handler sees whether the
+ * same resume is still running and, at the limit, sets a LuaJIT count
+ * hook (what lua.c does on SIGINT).  The hook raises an error in the
+ * running code: the runloop logs it naming the plugin and the request
+ * gets Kong's 500.  The hook is not called from JIT-compiled code, so
+ * when the limit is on the runloop turns the JIT off for plugin handler
+ * functions (runloop.guard_handlers; measured: `while true do end` in a
+ * handler is then stopped within the limit, and a no-op plugin costs
+ * the same).  A loop that still cannot be reached (compiled code in a
+ * module the handler calls, or a C function that never returns) is
+ * ended at 3x the limit by exiting the worker: the master starts a new
+ * one, which is better than a worker frozen forever.  Rejected: a
+ * count hook on every resume -- it turns every instruction of every
+ * plugin into a hook dispatch; siglongjmp out of compiled code -- it
+ * leaves the VM inconsistent.
+ *
+ * lua_max_memory: the VM's allocator is wrapped and counts bytes; past
+ * the cap an allocation fails, which LuaJIT raises as "not enough
+ * memory" in the plugin (logged with its name, 500).  Once the cap was
+ * hit a grace of 1/8 of it lets the error path run; a full collection
+ * after the resume gives the memory back.
+ */
+#define MG_LUA_WATCH_TICKS 4
+
+static void mg_lua_root(char *buf, size_t len);
+
+static volatile sig_atomic_t mg_lua_running;    /* a resume is under way */
+static volatile sig_atomic_t mg_lua_run_seq;    /* bumped per resume */
+static volatile sig_atomic_t mg_lua_hooked;
+static lua_State *volatile   mg_lua_run_L;
+static int                   mg_lua_watch_armed;
+static sig_atomic_t          mg_lua_watch_seq;
+static int                   mg_lua_watch_ticks;
+static char                  mg_lua_watch_msg[256];
+static size_t                mg_lua_watch_msg_len;
+
+static char   mg_lua_rt_src[PATH_MAX + 32];   /* "@<root>/lua/moongate/" */
+static size_t mg_lua_rt_src_len;
+
+/*
+ * Armed until the resume ends: every instruction of plugin code raises,
+ * so a plugin's own pcall cannot swallow it for long.  The runtime's own
+ * files (lua/moongate/, bundled plugins excepted) are let through, so the
+ * runloop can log the error with the plugin's name and end the phase.
+ */
+static void
+mg_lua_runaway_hook(lua_State *L, lua_Debug *ar)
+{
+    if (lua_getinfo(L, "S", ar) && ar->source
+        && (ar->what == NULL || strcmp(ar->what, "C") == 0
+            || (strncmp(ar->source, mg_lua_rt_src, mg_lua_rt_src_len) == 0
+                && strncmp(ar->source + mg_lua_rt_src_len, "plugins/", 8))))
+    {
+        return;
+    }
+    luaL_error(L, "plugin code ran for more than lua_max_run_time (%d ms) "
+               "without yielding", mg_worker ? mg_worker->conf->lua_max_run_time
+                                             : 0);
+}
+
+static void
+mg_lua_watch_sig(int sig)
+{
+    int saved = errno;
+
+    (void) sig;
+    if (!mg_lua_running || mg_lua_run_seq != mg_lua_watch_seq) {
+        mg_lua_watch_seq = mg_lua_run_seq;
+        mg_lua_watch_ticks = 0;
+        errno = saved;
+        return;
+    }
+    mg_lua_watch_ticks++;
+    if (mg_lua_watch_ticks >= 3 * MG_LUA_WATCH_TICKS) {
+        /* the hook cannot reach it: compiled code or a C call */
+        if (write(mg_log_fd(), mg_lua_watch_msg, mg_lua_watch_msg_len) < 0) {
+            /* nothing better to do in a signal handler */
+        }
+        _exit(70);
+    }
+    if (mg_lua_watch_ticks == MG_LUA_WATCH_TICKS && mg_lua_run_L) {
+        mg_lua_hooked = 1;
+        lua_sethook(mg_lua_run_L, mg_lua_runaway_hook,
+                    LUA_MASKCOUNT | LUA_MASKCALL | LUA_MASKRET, 1);
+    }
+    errno = saved;
+}
+
+/* In a worker, once: the CPU-clock ticker (lua_max_run_time > 0). */
+static void
+mg_lua_watch_arm(void)
+{
+    struct sigaction  sa;
+    struct sigevent   sev;
+    struct itimerspec its;
+    timer_t           tid;
+    long long         ns;
+    int               ms = mg_worker->conf->lua_max_run_time;
+
+    mg_lua_watch_armed = 1;
+    if (ms <= 0) {
+        return;
+    }
+    mg_lua_root(mg_lua_rt_src + 1, sizeof(mg_lua_rt_src) - 32);
+    mg_lua_rt_src[0] = '@';
+    strcat(mg_lua_rt_src, "/lua/moongate/");
+    mg_lua_rt_src_len = strlen(mg_lua_rt_src);
+    mg_lua_watch_msg_len = (size_t) snprintf(mg_lua_watch_msg,
+        sizeof(mg_lua_watch_msg), "[emerg] %d#0: plugin code ran for more "
+        "than 3x lua_max_run_time (%d ms) where the hook cannot stop it "
+        "(JIT-compiled code or a C call): the worker exits, the master "
+        "starts another\n", (int) getpid(), ms);
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = mg_lua_watch_sig;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    memset(&sev, 0, sizeof(sev));
+    sev.sigev_notify = SIGEV_SIGNAL;
+    sev.sigev_signo = SIGXCPU;
+    if (sigaction(SIGXCPU, &sa, NULL) != 0
+        || timer_create(CLOCK_PROCESS_CPUTIME_ID, &sev, &tid) != 0)
+    {
+        mg_log_error("lua_max_run_time: cannot start the watchdog: %s",
+                     strerror(errno));
+        return;
+    }
+    ns = (long long) ms * 1000000LL / MG_LUA_WATCH_TICKS;
+    its.it_interval.tv_sec = (time_t) (ns / 1000000000LL);
+    its.it_interval.tv_nsec = (long) (ns % 1000000000LL);
+    its.it_value = its.it_interval;
+    if (timer_settime(tid, 0, &its, NULL) != 0) {
+        mg_log_error("lua_max_run_time: cannot start the watchdog: %s",
+                     strerror(errno));
+    }
+}
+
+static void *
+mg_lua_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+    mg_lua_vm_t *vm = ud;
+    void        *np;
+
+    if (nsize > osize && vm->mem_max
+        && vm->mem_used + (nsize - osize) > vm->mem_max + vm->mem_grace)
+    {
+        if (!vm->mem_hit) {
+            vm->mem_hit = 1;
+            vm->mem_grace = vm->mem_max / 8;
+        }
+        return NULL;
+    }
+    np = vm->alloc_f(vm->alloc_ud, ptr, osize, nsize);
+    if (np != NULL || nsize == 0) {
+        vm->mem_used = vm->mem_used - (ptr ? osize : 0) + nsize;
+    }
+    return np;
+}
+
+/* lua_resume with the watchdog told; after it, the memory cap's aftermath */
+static int
+mg_lua_resume_co(mg_lua_vm_t *vm, lua_State *co, int nargs)
+{
+    int rc;
+
+    if (!mg_lua_watch_armed && mg_worker) {
+        mg_lua_watch_arm();
+    }
+    mg_lua_run_L = co;
+    mg_lua_run_seq++;
+    mg_lua_running = 1;
+    rc = lua_resume(co, nargs);
+    mg_lua_running = 0;
+    if (mg_lua_hooked) {
+        mg_lua_hooked = 0;
+        lua_sethook(co, NULL, 0, 0);
+    }
+    if (vm->mem_hit) {
+        mg_log_error("lua_max_memory (%zu bytes) reached: the allocation "
+                     "failed in the running plugin", vm->mem_max);
+        lua_gc(vm->L, LUA_GCCOLLECT, 0);
+        if (vm->mem_used < vm->mem_max) {
+            vm->mem_hit = 0;
+            vm->mem_grace = 0;
+        }
+    }
+    return rc;
 }
 
 /* --- the init document ---------------------------------------------- */
@@ -299,6 +504,9 @@ mg_lua_init_doc(const mg_runtime_t *rt, const mg_conf_t *conf)
     mg_jbuf_cstr(&b, conf->database);
     JLIT(&b, ",\"log_level\":");
     mg_jbuf_cstr(&b, mg_log_level_name(conf->log_level));
+    snprintf(num, sizeof(num), ",\"lua_max_run_time\":%d",
+             conf->lua_max_run_time);
+    mg_jbuf_put(&b, num, strlen(num));
     snprintf(num, sizeof(num), ",\"worker_processes\":%d}}",
              conf->worker_processes);
     mg_jbuf_put(&b, num, strlen(num));
@@ -355,6 +563,11 @@ mg_lua_vm_create(const mg_conf_t *conf, char *err, size_t errlen)
         return NULL;
     }
     vm->L = L;
+    vm->alloc_f = lua_getallocf(L, &vm->alloc_ud);
+    vm->mem_used = (size_t) lua_gc(L, LUA_GCCOUNT, 0) * 1024
+                   + (size_t) lua_gc(L, LUA_GCCOUNTB, 0);
+    vm->mem_max = conf->lua_max_memory;
+    lua_setallocf(L, mg_lua_alloc, vm);
     luaL_openlibs(L);
 
     mg_lua_root(root, sizeof(root));
@@ -743,7 +956,7 @@ static int
 mg_lua_resume(mg_request_t *r, int nargs)
 {
     lua_State  *co = r->lua_co;
-    int         rc = lua_resume(co, nargs);
+    int         rc = mg_lua_resume_co(MG_LUA_VM(r->rt), co, nargs);
     const char *res;
 
     if (rc == LUA_YIELD) {
@@ -789,10 +1002,15 @@ mg_lua_start_args(mg_request_t *r, int phase, const char *chunk, size_t n,
     }
     r->lua_co = co;
     lua_rawgeti(co, LUA_REGISTRYINDEX, vm->phase_ref);
-    lua_pushstring(co, mg_lua_phase_str(phase));
+    lua_pushinteger(co, phase);     /* the runloop maps the bit to a name */
     lua_pushlightuserdata(co, r);
-    lua_pushstring(co, r->request_id);
+    lua_pushlightuserdata(co, r);   /* req_id: unique among live requests */
     lua_pushinteger(co, r->route ? (lua_Integer) r->route->index : -1);
+    if (phase == MG_LUA_PHASE_response) {
+        /* the buffered body, a copy: set_raw_body replaces bf_in */
+        lua_pushlstring(co, r->bf_in ? r->bf_in : "", r->bf_in_len);
+        return mg_lua_resume(r, 5);
+    }
     if (phase != MG_LUA_PHASE_body_filter) {
         return mg_lua_resume(r, 4);
     }
@@ -826,6 +1044,11 @@ mg_lua_continue(mg_request_t *r, int resuming)
         if (rc == MG_ERROR) {
             r->lua_stage = 0;
             mg_http_send_error(r, 500, NULL);
+            return;
+        }
+        if (r->lua_stage == MG_LUA_PHASE_response) {
+            r->lua_stage = 0;
+            mg_proxy_send_buffered(r);
             return;
         }
         if (r->lua_stage == MG_LUA_PHASE_rewrite
@@ -866,6 +1089,26 @@ mg_lua_access(mg_request_t *r)
         return;
     }
     mg_lua_continue(r, 0);
+}
+
+void
+mg_lua_response(mg_request_t *r)
+{
+    r->lua_stage = MG_LUA_PHASE_response;
+    mg_lua_continue(r, 0);
+}
+
+int
+mg_lua_resp_collect(void *ctx, const char *p, size_t n)
+{
+    mg_request_t *r = ctx;
+    size_t        max = mg_worker->conf->response_phase_max_body_size;
+
+    if (max && r->bf_in_len + n > max) {
+        r->resp_too_large = 1;
+        return 1;
+    }
+    return mg_lua_bf_collect(ctx, p, n);
 }
 
 /* A phase that must not wait: header_filter, log. */
@@ -1001,7 +1244,7 @@ mg_lua_request_end(mg_request_t *r)
     }
     L = vm->L;
     lua_rawgeti(L, LUA_REGISTRYINDEX, vm->finish_ref);
-    lua_pushstring(L, r->request_id);
+    lua_pushlightuserdata(L, r);
     if (lua_pcall(L, 1, 0, 0) != 0) {
         mg_log_error("lua: runloop.finish failed: %s", lua_tostring(L, -1));
         lua_pop(L, 1);
@@ -1495,7 +1738,9 @@ mg_lua_resp_set_header(void *r, const char *name, size_t nl,
 int
 mg_lua_resp_exit(void *r, int status, const char *body, size_t bl)
 {
-    if (R->response_started || R->rhead.status) {
+    if (R->response_started
+        || (R->rhead.status && R->lua_stage != MG_LUA_PHASE_response))
+    {
         mg_lua_set_error("%s", "exit is only possible before a response "
                          "from the upstream has started");
         return MG_ERROR;
@@ -1521,6 +1766,18 @@ mg_lua_resp_source(void *r)
 int
 mg_lua_resp_set_chunk(void *r, const char *p, size_t n)
 {
+    if (R->lua_stage == MG_LUA_PHASE_response) {
+        /* kong.response.set_raw_body: the buffered body itself */
+        if (mg_lua_grow(R, &R->bf_in, &R->bf_in_cap, n + 1) != MG_OK) {
+            mg_lua_set_error("%s", "out of memory");
+            return MG_ERROR;
+        }
+        if (n) {
+            memcpy(R->bf_in, p, n);
+        }
+        R->bf_in_len = n;
+        return MG_OK;
+    }
     if (R->lua_stage != MG_LUA_PHASE_body_filter) {
         mg_lua_set_error("%s", "the chunk can only be set in body_filter");
         return MG_ERROR;
@@ -1558,9 +1815,11 @@ int
 mg_lua_sleep(void *r, double seconds)
 {
     if (R->lua_co == NULL || (R->lua_stage != MG_LUA_PHASE_rewrite
-                              && R->lua_stage != MG_LUA_PHASE_access))
+                              && R->lua_stage != MG_LUA_PHASE_access
+                              && R->lua_stage != MG_LUA_PHASE_response))
     {
-        mg_lua_set_error("%s", "ngx.sleep can only wait in rewrite and access");
+        mg_lua_set_error("%s", "ngx.sleep can only wait in rewrite, access "
+                         "and response");
         return MG_ERROR;
     }
     if (seconds < 0) {
@@ -1641,9 +1900,9 @@ mg_lua_timer_run(mg_lua_timer_t *t, int premature, int resuming)
         lua_pushinteger(t->co, t->id);
         lua_pushboolean(t->co, premature);
         lua_pushlightuserdata(t->co, t);
-        rc = lua_resume(t->co, 3);
+        rc = mg_lua_resume_co(vm, t->co, 3);
     } else {
-        rc = lua_resume(t->co, 0);
+        rc = mg_lua_resume_co(vm, t->co, 0);
     }
     if (rc == LUA_YIELD) {
         lua_settop(t->co, 0);

@@ -71,6 +71,18 @@ void mg_lua_access(mg_request_t *r);
  * (kong.request.get_body): take them, resume the plugin when complete. */
 void mg_lua_body_input(mg_request_t *r);
 
+/*
+ * The response phase (a plugin of the route implements `response`): the
+ * upstream's whole response is in r->bf_in and its head in r->rhead; run
+ * the phase in a coroutine (it may wait), then mg_proxy_send_buffered(),
+ * or answer the plugin's exit or a 500.  May return while it waits.
+ */
+void mg_lua_response(mg_request_t *r);
+
+/* mg_http_body_pt collecting the response for the response phase into
+ * r->bf_in; 1 (r->resp_too_large) past response_phase_max_body_size. */
+int mg_lua_resp_collect(void *ctx, const char *p, size_t n);
+
 /* header_filter on the response head about to be built (no yielding).
  * MG_OK or MG_ERROR (a plugin failed; the caller answers 500 if it can). */
 int mg_lua_header_filter(mg_request_t *r);

@@ -17,7 +17,7 @@
 --     plugin exists), or nil and a message naming the plugin, its id and
 --     the field for an unknown plugin or an invalid config.
 --
---   runloop.phase(name, r, req_id, route_index[, chunk, eof])
+--   runloop.phase(name, r, req_id, route_index[, chunk, eof | body])
 --     -> nothing | "exit" | "error", message
 --     Runs phase `name` of every plugin of the route that implements it,
 --     by priority, each handler as handler[name](handler, conf) inside
@@ -27,7 +27,13 @@
 --     of the phase was skipped.  "error": a plugin raised; it was logged
 --     with the plugin's name and a traceback; the core answers 500.
 --     body_filter also takes the chunk and the eof flag; a changed chunk
---     goes back through mg_lua_resp_set_chunk.
+--     goes back through mg_lua_resp_set_chunk.  response (Kong 3: the
+--     upstream's response buffered whole) takes the body; it may wait,
+--     and kong.response.set_raw_body replaces what is sent.
+--
+--   req_id is any value unique among the live requests: the core passes
+--   the request pointer (no string to build per call), the phase as its
+--   bit (mg_lua_api.h) rather than its name.
 --
 --   runloop.finish(req_id)
 --     Always, once, when the request ends: drops its state (kong.ctx,
@@ -74,6 +80,7 @@ local match = string.match
 local null = cjson.null
 
 local EXIT, QUIT = context.EXIT, context.QUIT
+local phase_names = phases.names
 
 local _M = {}
 
@@ -397,6 +404,49 @@ local function run_plugin_hook(plugin, phase, ...)
     end
 end
 
+-- lua_max_run_time: the core's watchdog stops a runaway plugin with a
+-- count hook, which LuaJIT does not call from compiled code; so the
+-- handler's phase functions, and the functions of the same file they
+-- reach through upvalues, run interpreted (jit.off(f, true): nested
+-- functions too).  Code of other modules keeps the JIT (see mg_lua.c).
+local function guard_handler(handler)
+    local jit = rawget(_G, "jit")
+    if not jit then
+        return
+    end
+    local getinfo, getupvalue = debug.getinfo, debug.getupvalue
+    local seen = {}
+    local function off(f, src)
+        if seen[f] then
+            return
+        end
+        seen[f] = true
+        local info = getinfo(f, "S")
+        if info.what == "C" or (src and info.source ~= src) then
+            return
+        end
+        jit.off(f, true)
+        local i = 1
+        while true do
+            local name, v = getupvalue(f, i)
+            if not name then
+                break
+            end
+            if type(v) == "function" then
+                off(v, info.source)
+            end
+            i = i + 1
+        end
+    end
+    for _, phase in ipairs(phases.list) do
+        local fn = handler[phase]
+        if type(fn) == "function" then
+            off(fn, nil)
+        end
+    end
+end
+_M.guard_handler = guard_handler
+
 local function do_init(json)
     local doc, derr = cjson.decode(json)
     if type(doc) ~= "table" then
@@ -420,6 +470,11 @@ local function do_init(json)
             end
             loaded[name] = plugin
             fresh[#fresh + 1] = plugin
+            local cf = doc.configuration
+            if type(cf) == "table" and type(cf.lua_max_run_time) == "number"
+               and cf.lua_max_run_time > 0 then
+                guard_handler(plugin.handler)
+            end
         end
     end
 
@@ -695,8 +750,9 @@ local function new_request(r, req_id, route_index)
         route = route,
         service = service,
         ngx_ctx = ngx_ctx,
-        times = {},
-        -- shared, plugin_ctx (kong.ctx), confs: created on first use
+        -- times (for kong.log.serialize: only when a plugin of the route
+        -- has a log phase), shared, plugin_ctx (kong.ctx), confs: created
+        -- on first use
     }
 end
 
@@ -731,24 +787,36 @@ local function resolve(ctx, entry, phase)
     return inst
 end
 
-local EXIT_PHASES = { rewrite = true, access = true }
+local EXIT_PHASES = { rewrite = true, access = true, response = true }
 
 --- See the file header.
 function _M.phase(name, r, req_id, route_index, chunk, eof)
-    local bitv = phases.bits[name]
-    if not bitv then
+    local bitv
+    if type(name) == "number" then      -- the core passes the phase's bit
+        bitv = name
+        name = phase_names[bitv]
+    else
+        bitv = phases.bits[name]
+    end
+    if not name or not bitv then
         return "error", "unknown phase: " .. tostring(name)
     end
     local ctx = requests[req_id]
     if not ctx then
         ctx = new_request(r, req_id, route_index)
         requests[req_id] = ctx
+        if ctx.list.by_phase.log then
+            ctx.times = {}
+        end
     end
     ctx.r = r
     if name == "header_filter" then
-        ctx.times.header_filter = C.mg_lua_now()
-        -- later phases read the upstream's head from a snapshot
         local by_phase = ctx.list.by_phase
+        local times = ctx.times
+        if times then
+            times.header_filter = C.mg_lua_now()
+        end
+        -- later phases read the upstream's head from a snapshot
         if by_phase.log or by_phase.body_filter then
             ctx.resp_snapshot = nil
             ctx.resp_snapshot = P.resp_headers(ctx)
@@ -757,11 +825,15 @@ function _M.phase(name, r, req_id, route_index, chunk, eof)
         ctx.chunk = chunk
         ctx.eof = eof and true or false
         ctx.chunk_changed = false
+    elseif name == "response" then
+        -- the upstream's whole body (Kong's buffered proxying)
+        ctx.resp_body_raw = chunk
+        ctx.resp_body = chunk
     end
 
     local entries = ctx.list.by_phase[name]
     if not entries then
-        if name == "access" then
+        if name == "access" and ctx.times then
             ctx.times.access_end = C.mg_lua_now()
         end
         return
@@ -829,7 +901,7 @@ function _M.phase(name, r, req_id, route_index, chunk, eof)
             result = result or "error"
         end
     end
-    if name == "access" then
+    if name == "access" and ctx.times then
         ctx.times.access_end = C.mg_lua_now()
     end
     context.current = nil

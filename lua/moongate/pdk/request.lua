@@ -30,6 +30,7 @@ local find = string.find
 local sub = string.sub
 local match = string.match
 local decode_args = codec.decode_args
+local norm_name = P.norm_name
 
 local _M = {}
 
@@ -165,7 +166,23 @@ function _M.get_header(name)
     if type(name) ~= "string" then
         error("header name must be a string", 2)
     end
-    return P.first(P.req_headers(ctx), ctx.req_mods, name)
+    local mods = ctx.req_mods
+    if mods or ctx.req_headers then
+        return P.first(P.req_headers(ctx), mods, name)
+    end
+    -- the first lookup of a request, nothing changed yet: find the header
+    -- without building the whole list (a string only for names of the
+    -- same length); later lookups build it once (P.req_headers)
+    local lname = norm_name(name)
+    local len = #lname
+    local r = ctx.r
+    for i = 0, C.mg_lua_req_header_count(r) - 1 do
+        if C.mg_lua_req_header_at(r, i, sp, sn, vp, vn) == OK
+           and sn[0] == len and lower(str(sp[0], len)) == lname then
+            return str(vp[0], vn[0])
+        end
+    end
+    return nil
 end
 
 --- All headers: lower-case names, arrays for repeated headers (max_headers

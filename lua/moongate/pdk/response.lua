@@ -40,7 +40,7 @@ local SET = phases.new("rewrite", "access", "header_filter", "response",
                        "admin_api")
 local EXIT = phases.new("rewrite", "access", "header_filter", "response",
                         "admin_api")
-local BODY = phases.new("body_filter")
+local BODY = phases.new("response", "body_filter")
 
 local CONTENT_TYPE_JSON = "application/json; charset=utf-8"
 
@@ -299,10 +299,14 @@ end
 
 -- body_filter -------------------------------------------------------------
 
---- body_filter: the whole body once its last chunk went through (the
+--- response: the whole buffered body (as set_raw_body left it).
+-- body_filter: the whole body once its last chunk went through (the
 -- earlier chunks are held back: they are replaced by ""), nil before.
 function _M.get_raw_body()
     local ctx = check(BODY)
+    if ctx.phase == "response" then
+        return ctx.resp_body        -- the whole buffered body
+    end
     local chunk, eof = ctx.chunk, ctx.eof
     local buf = ctx.body_buffer
     if eof and not buf then
@@ -323,12 +327,21 @@ function _M.get_raw_body()
     return nil
 end
 
---- body_filter: replace the body (the current chunk becomes `body`, and
+--- response: replace the buffered body sent to the client.
+-- body_filter: replace the body (the current chunk becomes `body`, and
 -- it is the last one).
 function _M.set_raw_body(body)
     local ctx = check(BODY)
     if type(body) ~= "string" then
         error("body must be a string", 2)
+    end
+    if ctx.phase == "response" then
+        -- the body sent after the response phase (Content-Length follows)
+        if C.mg_lua_resp_set_chunk(ctx.r, body, #body) ~= OK then
+            error(P.last_error(), 2)
+        end
+        ctx.resp_body = body
+        return
     end
     ctx.chunk = body
     ctx.eof = true

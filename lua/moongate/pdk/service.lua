@@ -348,6 +348,52 @@ function response.get_header(name)
     return P.first(P.resp_headers(ctx), nil, name)
 end
 
+local CT_FORM = "application/x-www-form-urlencoded"
+local CT_JSON = "application/json"
+
+--- The upstream's body as buffered for the response phase (a plugin of
+-- the route implements `response`): the whole body in response and the
+-- later phases, nil when the response was streamed (not buffered).
+function response.get_raw_body()
+    local ctx = check(RESP)
+    if not from_service(ctx) then
+        return nil
+    end
+    return ctx.resp_body_raw
+end
+
+--- The buffered body decoded by its Content-Type (or `mimetype`):
+-- application/json and application/x-www-form-urlencoded.  Returns the
+-- table, or nil and an error.
+function response.get_body(mimetype, max_args)
+    check(RESP)
+    if mimetype ~= nil and type(mimetype) ~= "string" then
+        error("mimetype must be a string", 2)
+    end
+    max_args = P.check_max(max_args, "max_args", 100)
+    local body = response.get_raw_body()
+    if body == nil then
+        return nil, "the response body was not buffered (no plugin of " ..
+                    "the route implements the response phase)"
+    end
+    local ct = mimetype or response.get_header("content-type")
+    if not ct then
+        return nil, "missing content type"
+    end
+    ct = lower(ct)
+    if find(ct, CT_JSON, 1, true) == 1 or
+       match(ct, "^application/[%w%.%-]+%+json") then
+        local json = P.json.decode(body)
+        if type(json) ~= "table" then
+            return nil, "invalid json body"
+        end
+        return json
+    elseif find(ct, CT_FORM, 1, true) == 1 then
+        return (codec.decode_args(body, max_args))
+    end
+    return nil, "unsupported content type '" .. ct .. "'"
+end
+
 _M.set_header_value = set_value
 
 return _M
