@@ -50,8 +50,6 @@ struct mg_conn_s {
     ev_timer             timer;
     const mg_conn_io_t  *io;
     struct mg_tls_conn_s *tls;        /* NULL on plain connections */
-    mg_runtime_t        *rt;          /* TLS: the runtime whose
-                                         certificates it uses, held */
     mg_buf_t            *in;          /* NULL while idle */
     mg_request_t        *req;         /* current request, or NULL */
     union {

@@ -218,10 +218,6 @@ mg_conn_close(mg_conn_t *c)
         mg_tls_conn_free(c->tls);
         c->tls = NULL;
     }
-    if (c->rt) {
-        mg_runtime_release(c->rt);
-        c->rt = NULL;
-    }
     close(c->fd);
     c->fd = -1;
     c->id = 0;          /* queued readiness for it is now stale */
@@ -399,8 +395,6 @@ mg_worker_conn_add(int fd, const struct sockaddr_storage *ss, socklen_t sl,
             return NULL;
         }
         mg_tls_conn_set_id(c->tls, c->id);
-        c->rt = wk->rt;
-        mg_runtime_hold(c->rt);
         c->io = &mg_conn_tls_io;
         c->state = MG_CONN_HANDSHAKE;
     }

@@ -283,6 +283,7 @@ mg_tls_conn_server(mg_tls_server_t *s, int fd)
     t = mg_tls_conn_new(&s->conf, fd);
     if (t != NULL) {
         t->server = s;
+        s->refs++;
     }
     return t;
 }
@@ -347,6 +348,9 @@ mg_tls_conn_free(mg_tls_conn_t *t)
 {
     if (t != NULL) {
         mbedtls_ssl_free(&t->ssl);
+        if (t->server) {
+            mg_tls_server_free(t->server);     /* drops the connection's ref */
+        }
         free(t);
     }
 }

@@ -89,6 +89,9 @@ extern const char mg_tls_err_reset[];     /* ECONNRESET / EPIPE */
 mg_tls_server_t *mg_tls_server_create(const mg_conf_t *conf,
                                       const mg_config_t *cf, char *err,
                                       size_t errlen);
+/* Drops the caller's reference: the server lives on while connections
+ * made from it (mg_tls_conn_server) are open -- a runtime swapped out by
+ * a config change may go while its TLS clients stay connected. */
 void mg_tls_server_free(mg_tls_server_t *s);
 
 /*

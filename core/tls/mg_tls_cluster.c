@@ -61,6 +61,7 @@ mg_tls_cluster_server_create(const char *cert_path, const char *key_path,
         return NULL;
     }
     s->cluster = 1;
+    s->refs = 1;
     mbedtls_ssl_config_init(&s->conf);
     mbedtls_gcm_init(&s->ticket[0].gcm);
     mbedtls_gcm_init(&s->ticket[1].gcm);

@@ -59,6 +59,8 @@ struct mg_tls_server_s {
                                             before */
     int                  ticket_ready;
     mg_tls_ticket_key_t  ticket[2];
+    unsigned             refs;           /* its owner + each connection
+                                            (their sessions use conf) */
     unsigned             cluster:1;      /* mg_tls_cluster.c: dflt.pairs[0]
                                             is the cluster certificate and
                                             the client must present it */

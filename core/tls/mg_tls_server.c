@@ -435,6 +435,7 @@ mg_tls_server_create(const mg_conf_t *conf, const mg_config_t *cf, char *err,
         snprintf(err, errlen, "tls: out of memory");
         return NULL;
     }
+    s->refs = 1;                /* the caller's */
     mbedtls_ssl_config_init(&s->conf);
     mbedtls_gcm_init(&s->ticket[0].gcm);
     mbedtls_gcm_init(&s->ticket[1].gcm);
@@ -506,7 +507,7 @@ mg_tls_server_free(mg_tls_server_t *s)
 {
     size_t i;
 
-    if (s == NULL) {
+    if (s == NULL || --s->refs > 0) {
         return;
     }
     mbedtls_ssl_config_free(&s->conf);

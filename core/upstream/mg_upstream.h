@@ -86,7 +86,7 @@ struct mg_runtime_s {
     mg_service_rt_t    *services;    /* indexed by mg_service_t.index */
     mg_upstream_rt_t   *upstreams;   /* indexed by mg_upstream_t.index */
     uint64_t            version;     /* the store's config version */
-    unsigned            refs;        /* requests and TLS connections on it */
+    unsigned            refs;        /* requests on it */
     unsigned            retired:1;   /* a newer one took over */
 };
 
@@ -96,10 +96,11 @@ void mg_runtime_free(mg_runtime_t *rt);
 
 /*
  * A worker swaps runtimes between requests (a new config version): each
- * request, and each TLS connection (its session uses the runtime's
- * certificates), holds the runtime it started on, and a retired runtime
- * is freed -- its idle upstream connections closed -- when the last
- * holder lets go.
+ * request holds the runtime it started on, and a retired runtime is freed
+ * -- its idle upstream connections closed -- when the last one ends.  A
+ * TLS client connection holds only the runtime's certificate set
+ * (mg_tls_server_t is reference counted), so a long-lived keep-alive
+ * client does not keep a whole old router and pool set alive.
  */
 static inline void
 mg_runtime_hold(mg_runtime_t *rt)
