@@ -494,22 +494,19 @@ mg_lua_init_doc(const mg_runtime_t *rt, const mg_conf_t *conf)
         if (i) JLIT(&b, ",");
         mg_jbuf_str(&b, conf->trusted_ips[i]);
     }
-    JLIT(&b, "],\"configuration\":{\"prefix\":");
-    mg_jbuf_cstr(&b, conf->prefix);
-    JLIT(&b, ",\"plugins\":");
-    mg_jbuf_cstr(&b, conf->plugins);
-    JLIT(&b, ",\"lua_package_path\":");
-    mg_jbuf_cstr(&b, conf->lua_package_path);
-    JLIT(&b, ",\"database\":");
-    mg_jbuf_cstr(&b, conf->database);
-    JLIT(&b, ",\"log_level\":");
-    mg_jbuf_cstr(&b, mg_log_level_name(conf->log_level));
-    snprintf(num, sizeof(num), ",\"lua_max_run_time\":%d",
-             conf->lua_max_run_time);
-    mg_jbuf_put(&b, num, strlen(num));
-    snprintf(num, sizeof(num), ",\"worker_processes\":%d}}",
-             conf->worker_processes);
-    mg_jbuf_put(&b, num, strlen(num));
+    /* kong.configuration: every property (mg_conf_json: secrets left out) */
+    JLIT(&b, "],\"configuration\":");
+    {
+        char *cj = mg_conf_json(conf);
+
+        if (cj == NULL) {
+            b.oom = 1;
+        } else {
+            mg_jbuf_put(&b, cj, strlen(cj));
+            free(cj);
+        }
+    }
+    JLIT(&b, "}");
     if (b.oom) {
         free(b.p);
         return NULL;

@@ -416,3 +416,51 @@ describe("TLS clients across config versions", function()
     H.assert_no_error_log(gw)
   end)
 end)
+
+describe("kong.db and kong.cache in plugins", function()
+  lazy_teardown(function()
+    H.cleanup()
+  end)
+
+  it("a plugin reads entities through kong.db; a config change empties kong.cache in every worker", function()
+    local mock = H.start_mockup(1)
+    local gw = start { conf = {
+      lua_package_path = H.root .. "/spec/fixtures/plugins/?.lua;;",
+      plugins = "bundled,db-reader" } }
+    assert.equals(201, (admin_req(gw, "POST", "/services",
+      { name = "lookup", url = "http://first.test" })).status)
+    assert.equals(201, (admin_req(gw, "POST", "/services",
+      { name = "m", url = "http://127.0.0.1:" .. mock.port })).status)
+    assert.equals(201, (admin_req(gw, "POST", "/services/m/routes",
+      { name = "dbr", paths = { "/dbr" } })).status)
+    local res = admin_req(gw, "POST", "/routes/dbr/plugins",
+      { name = "db-reader", config = { service = "lookup" } })
+    assert.equals(201, res.status)
+    local function looked_up()
+      local seen = {}
+      for _ = 1, 8 do
+        local r = H.request(gw.port, { path = "/dbr/echo" })
+        if not r or r.status ~= 200 then
+          return nil
+        end
+        seen[H.upstream_header(H.echo(r), "x-looked-up") or "?"] = true
+      end
+      local only = next(seen)
+      return next(seen, only) == nil and only or "mixed"
+    end
+    local deadline = H.now() + 3
+    while looked_up() ~= "first.test" and H.now() < deadline do
+      H.sleep(0.05)
+    end
+    assert.equals("first.test", looked_up())
+    -- the value is cached now; a change to the entity reaches every worker
+    assert.equals(200, (admin_req(gw, "PATCH", "/services/lookup",
+      { host = "second.test" })).status)
+    deadline = H.now() + 3
+    while looked_up() ~= "second.test" and H.now() < deadline do
+      H.sleep(0.05)
+    end
+    assert.equals("second.test", looked_up())
+    H.assert_no_error_log(gw)
+  end)
+end)

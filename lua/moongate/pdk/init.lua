@@ -7,7 +7,14 @@
 -- id.  PDK functions find the running request themselves (moongate.context),
 -- so one table serves every request and plugin.
 --
--- Not provided in this build: kong.db, kong.dns, kong.router, kong.nginx,
+-- kong.db is Kong's DAO (moongate.db) over the entity store, opened in
+-- the calling process on first use (an LMDB handle must not cross fork:
+-- one opened before the workers fork is reopened in each).  Reads are a
+-- read transaction; a write is a synchronous commit that waits for the
+-- disk -- plugins should write rarely (Kong's DB writes block the worker's
+-- request too).  With database = off writes are refused as in Kong.
+--
+-- Not provided in this build: kong.dns, kong.router, kong.nginx,
 -- kong.plugin, kong.telemetry; kong.worker_events is an in-worker
 -- stand-in (register / post call handlers synchronously).
 
@@ -51,6 +58,49 @@ local function worker_events()
     return we
 end
 
+-- kong.db, opened in this process on first use
+local db_handle, db_pid
+
+local function this_pid()
+    local ngx = rawget(_G, "ngx")
+    local w = type(ngx) == "table" and ngx.worker
+    return w and w.pid and w.pid() or 0
+end
+
+local function open_db(kong)
+    local pid = this_pid()
+    if db_handle and db_pid == pid then
+        return db_handle
+    end
+    local conf = kong.configuration or {}
+    local prefix = conf.prefix
+    if type(prefix) ~= "string" then
+        return nil
+    end
+    local store = require "moongate.db.store"
+    local s, err = store.open(prefix .. "/lmdb", tonumber(conf.lmdb_map_size)
+                                                 or 0)
+    if not s then
+        log.err("kong.db: cannot open the entity store: ", err)
+        return nil
+    end
+    local runloop_names = require("moongate.runloop").enabled_names
+    local DB = require "moongate.db"
+    local db = DB.new { store = s,
+                        enabled_plugins = (runloop_names(conf.plugins)),
+                        database = conf.database }
+    db_handle, db_pid = db, pid
+    return db
+end
+
+local KONG_MT = {
+    __index = function(kong, k)
+        if k == "db" then
+            return open_db(kong)
+        end
+    end,
+}
+
 --- The kong table.
 function _M.new()
     local kong = {
@@ -78,7 +128,7 @@ function _M.new()
         worker_events = worker_events(),
     }
     kong.core_cache = kong.cache
-    return kong
+    return setmetatable(kong, KONG_MT)
 end
 
 --- Install a config snapshot's properties.  Returns true or nil, err.
