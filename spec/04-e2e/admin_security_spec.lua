@@ -76,6 +76,17 @@ describe("Admin API security", function()
     assert.is_nil(alog:find(TOKEN, 1, true))
   end)
 
+  it("refuses an oversized body with 413 before reading it", function()
+    local gw = start()
+    local c = assert(H.connect(gw.admin_port))
+    assert(c:send("POST /config HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  .. "Content-Length: 20000000\r\n\r\n"))
+    local res = c:read_response()
+    c:close()
+    assert.equals(413, res.status)
+    assert.truthy(gw:alive())
+  end)
+
   it("serves over TLS when admin_listen says ssl", function()
     local gw = start { admin_listen = "127.0.0.1:PORT ssl" }
     -- plain HTTP on the TLS port gets nginx's 400
