@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -441,10 +442,11 @@ mg_gen_free(mg_gen_t *g)
 static pid_t
 mg_spawn(mg_gen_t *g, int slot)
 {
-    pid_t  pid;
+    pid_t  pid, master;
     int    fds[MG_CONF_MAX_LISTEN];
     size_t i;
 
+    master = getpid();
     pid = fork();
     if (pid < 0) {
         mg_log_crit("fork() failed: %s", strerror(errno));
@@ -459,6 +461,13 @@ mg_spawn(mg_gen_t *g, int slot)
         sigaction(SIGTERM, &sa, NULL);
         sigaction(SIGINT, &sa, NULL);
         sigaction(SIGCHLD, &sa, NULL);
+        /* a master that dies (kill -9, a crash) takes its workers with
+         * it, gracefully: nobody would respawn, reload or stop them, and
+         * the pid file names the dead master */
+        prctl(PR_SET_PDEATHSIG, SIGQUIT);
+        if (getppid() != master) {
+            _exit(0);
+        }
         if (slot < 0) {
             mg_admin_run(g->conf, g->rt, g->admin_fds,
                          g->nadmin + g->ncluster);

@@ -304,6 +304,16 @@ describe("e2e processes", function()
     H.assert_no_error_log(gw)
   end)
 
+  it("workers stop when their master is killed with SIGKILL", function()
+    local gw = start("proc-master-kill")
+    local workers = assert(gw:wait_workers(2))
+    assert(H.kill(gw.pid, "KILL"))
+    assert.is_true(H.wait_exit(gw.pid, 5))
+    for _, p in ipairs(workers) do
+      assert.is_true(H.wait_exit(p, 5), "worker " .. p .. " outlived its master")
+    end
+  end)
+
   it("replaces a worker killed with SIGKILL and logs it", function()
     local gw = start("proc-kill")
     local before = assert(gw:wait_workers(2))
