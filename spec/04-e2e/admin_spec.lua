@@ -15,7 +15,7 @@ local function admin_req(gw, method, path, body, headers)
   elseif body ~= nil then
     req.body = body
   end
-  local res, err = H.request(gw.admin_port, req)
+  local res, err = H.request(gw.admin_port, req, { timeout = 20 })
   assert(res, err)
   local json
   if res.body and #res.body > 0 then

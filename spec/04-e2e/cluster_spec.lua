@@ -15,7 +15,7 @@ local function admin_req(port, method, path, body)
     req.body = H.json_encode(body)
     headers["Content-Type"] = "application/json"
   end
-  local res, err = H.request(port, req)
+  local res, err = H.request(port, req, { timeout = 20 })
   assert(res, err)
   return res, (res.body and #res.body > 0) and res:json() or nil
 end

@@ -377,3 +377,136 @@ describe("e2e health state across reloads", function()
     H.assert_no_error_log(gw, { "connection refused" })
   end)
 end)
+
+-- Active `https` probes.  The HTTPS target is a second gateway's `ssl`
+-- listener (its generated self-signed certificate, CN and SAN localhost)
+-- in front of a mockup, so `/status/NNN` answers NNN over TLS; its plain
+-- HTTP port stands for a target that refuses TLS.  The gateway under test
+-- trusts only the system bundle: with https_verify_certificate = true the
+-- self-signed certificate fails verification, which counts as a TCP
+-- failure (Kong: a failed sslhandshake is reported as one).
+describe("e2e active https health checks", function()
+  local mock, backend, gw, B, P, W
+
+  -- A server that answers every connection at once in plain HTTP, without
+  -- reading: a TLS client gets a record it cannot parse.
+  local function start_plain_answerer()
+    local dir = H.new_prefix("plain")
+    local port = H.free_port()
+    local script = H.write_file(dir .. "/plain.lua", [[
+local socket = require "socket"
+local srv = assert(socket.bind("127.0.0.1", tonumber(arg[1])))
+io.stdout:write("ready\n") io.stdout:flush()
+while true do
+  local c = srv:accept()
+  if c then
+    c:send("HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+    c:close()
+  end
+end
+]])
+    H.spawn("$(command -v lua5.1 || echo lua) " .. H.shell_quote(script)
+            .. " " .. port, dir .. "/plain.out")
+    assert(H.wait_port(port, 10), "plain answerer did not start")
+    return port
+  end
+
+  local function https(fields)
+    local a = active(fields)
+    a.type = "https"
+    if a.https_verify_certificate == nil then
+      a.https_verify_certificate = false
+    end
+    return { active = a }
+  end
+
+  lazy_setup(function()
+    mock = H.start_mockup(1)
+    backend = H.start_tls_gateway { name = "health-https-backend",
+      config = { _format_version = "3.0", services = { {
+        name = "b", url = mock:url(1),
+        routes = { { name = "b", paths = { "/" }, strip_path = false } } } } } }
+    B = "127.0.0.1:" .. backend.ssl_port
+    P = "127.0.0.1:" .. start_plain_answerer()
+    -- a plain HTTP port waits for a request line: the handshake times out
+    W = "127.0.0.1:" .. backend.port
+    local function up(name, targets, hc)
+      local t = {}
+      for i, target in ipairs(targets) do t[i] = { target = target } end
+      return { name = name, targets = t, healthchecks = hc }
+    end
+    local ups = {
+      -- a good and a refusing target side by side
+      up("tls-mixed", { B, P }, https { https_sni = "localhost" }),
+      up("tls-wait", { W }, https { unhealthy = { interval = 0.2, timeouts = 1 } }),
+      up("tls-500", { B }, https { http_path = "/status/500" }),
+      up("tls-verify", { B }, https { https_verify_certificate = true,
+                                      https_sni = "localhost" }),
+      up("tls-good", { B }, https()),
+    }
+    gw = H.start_gateway { name = "health-https", conf = { worker_processes = 2 },
+      config = { _format_version = "3.0", upstreams = ups, services = { {
+        name = "tls-good", host = "tls-good", protocol = "https", port = 443,
+        tls_verify = false, retries = 0,
+        routes = { { name = "tls-good", paths = { "/tls-good" } } } } } } }
+  end)
+
+  lazy_teardown(function()
+    H.cleanup()
+  end)
+
+  it("marks a target refusing TLS UNHEALTHY, the HTTPS one stays HEALTHY", function()
+    assert.is_true(gw:wait_log(change_pattern("tls-mixed", P, "UNHEALTHY", "active"), 5),
+                   "no UNHEALTHY notice for " .. P .. ":\n" .. gw:error_log())
+    assert.matches("upstream \"tls%-mixed\" target \"" .. esc(P)
+                   .. "\" is UNHEALTHY now: 1 TCP failures", gw:error_log())
+    -- several probe rounds (0.2 s apart) later the good one is untouched
+    H.sleep(1)
+    assert.is_nil(gw:error_log():find(change_pattern("tls-mixed", B, "UNHEALTHY")),
+                  gw:error_log())
+  end)
+
+  it("counts a plain HTTP server that waits as a timeout", function()
+    assert.is_true(gw:wait_log(change_pattern("tls-wait", W, "UNHEALTHY", "active"), 5),
+                   "no UNHEALTHY notice for tls-wait:\n" .. gw:error_log())
+    assert.matches("upstream \"tls%-wait\" target \"" .. esc(W)
+                   .. "\" is UNHEALTHY now: 1 timeouts", gw:error_log())
+  end)
+
+  it("counts a status in unhealthy.http_statuses read over TLS", function()
+    assert.is_true(gw:wait_log(change_pattern("tls-500", B, "UNHEALTHY", "active"), 5),
+                   "no UNHEALTHY notice for tls-500:\n" .. gw:error_log())
+    assert.matches("upstream \"tls%-500\" target \"" .. esc(B)
+                   .. "\" is UNHEALTHY now: 1 HTTP failures", gw:error_log())
+  end)
+
+  it("counts a certificate that fails verification as a TCP failure", function()
+    assert.is_true(gw:wait_log(change_pattern("tls-verify", B, "UNHEALTHY", "active"), 5),
+                   "no UNHEALTHY notice for tls-verify:\n" .. gw:error_log())
+    assert.matches("upstream \"tls%-verify\" target \"" .. esc(B)
+                   .. "\" is UNHEALTHY now: 1 TCP failures", gw:error_log())
+    assert.matches("service health check of upstream tls%-verify: "
+                   .. "certificate verify failed", gw:error_log())
+  end)
+
+  it("keeps the verified-off HTTPS target HEALTHY and serving", function()
+    H.sleep(0.5)
+    assert.is_nil(gw:error_log():find(change_pattern("tls-good", B, "UNHEALTHY")),
+                  gw:error_log())
+    for _ = 1, 2 do
+      local res = assert(H.request(gw.port, { path = "/tls-good/status/200" }))
+      assert.equals(200, res.status)
+    end
+    -- the probes reached the backend over TLS with the configured path
+    assert.matches("GET /status/200 ", backend:access_log())
+  end)
+
+  it("leaves no unexpected error log lines", function()
+    -- TLS failures of probes are logged at error, naming the check, as
+    -- Kong logs a failed SSL handshake of a health check
+    H.assert_no_error_log(gw, { "service health check of upstream tls%-mixed: ",
+                                "service health check of upstream tls%-verify: " })
+    -- the backend saw ClientHellos on its plain port: client errors, info
+    H.assert_no_error_log(backend, {})
+  end)
+end)

@@ -13,7 +13,7 @@ local function admin_req(gw, method, path, body, headers)
     req.body = type(body) == "string" and body or H.json_encode(body)
     headers["Content-Type"] = headers["Content-Type"] or "application/json"
   end
-  local res, err = H.request(gw.admin_port, req)
+  local res, err = H.request(gw.admin_port, req, { timeout = 20 })
   assert(res, err)
   return res, (res.body and #res.body > 0) and res:json() or nil
 end
