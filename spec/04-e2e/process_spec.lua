@@ -200,7 +200,8 @@ describe("e2e processes", function()
     end
     for i = 1, N do conns[i]:close() end
     assert.same({}, failures)
-    assert.is_number(switched, "the new config never took effect")
+    assert.is_number(switched, "the new config never took effect; error log:\n"
+                     .. H.tail(gw:error_log(), 30))
     gw:stop()
     H.assert_no_error_log(gw)
   end)
