@@ -230,8 +230,10 @@ int mg_health_set(mg_health_t *h, size_t uidx, size_t idx, int healthy);
  * unhealthy; at most `concurrency` probes run at once per upstream.  A
  * probe connects without blocking, sends `GET http_path HTTP/1.0` with
  * Host (the upstream's host_header, else the target host) and the
- * configured headers, and reads the status line; type tcp only connects.
- * https and grpc(s) probes are skipped with a warning until TLS lands.
+ * configured headers, and reads the status line; type tcp only connects;
+ * type https does the same over the core's TLS client (https_sni,
+ * https_verify_certificate; a failed handshake is a TCP failure, as in
+ * Kong).  grpc(s) probes are skipped with a warning.
  * The timers do not keep the loop alive (ev_unref).  Probes of this
  * process's other instances stop first: one prober per process, so a
  * worker that swaps runtimes probes the new targets only (same targets,

@@ -10,13 +10,24 @@
  * callback.  A target already queued or being probed is not queued again
  * when its timer fires before the probe ended.
  *
- * A probe is Kong's (lua-resty-healthcheck's): connect, send `GET path
- * HTTP/1.0` with the headers and Host, read the status line, close.  The
- * timeout applies to each step (connect, send, status line) as a socket
- * timeout does in OpenResty; a timeout of 0 means OpenResty's default
- * socket timeout, 60 s.  Results count against the active thresholds:
- * refused/reset/closed early = TCP failure, a step timing out = timeout,
- * a status line = its status (unparsable = status 0, an HTTP failure).
+ * A probe is Kong's (lua-resty-healthcheck's): connect, for `https` a
+ * TLS handshake, send `GET path HTTP/1.0` with the headers and Host, read
+ * the status line, close.  The timeout applies to each step (connect,
+ * handshake, send, status line) as a socket timeout does in OpenResty; a
+ * timeout of 0 means OpenResty's default socket timeout, 60 s.  Results
+ * count against the active thresholds: refused/reset/closed early = TCP
+ * failure, a step timing out = timeout, a status line = its status
+ * (unparsable = status 0, an HTTP failure).  A failed handshake, a
+ * certificate that does not verify included, is a TCP failure, as
+ * Kong's `sslhandshake` failing is.
+ *
+ * https: one TLS client object per checker (core/tls, the upstream side),
+ * built when probing starts with `https_verify_certificate` as tls_verify
+ * and the system trust anchors (Kong's lua_ssl_trusted_certificate), so
+ * sessions are resumed from one probe to the next.  SNI and the name
+ * checked: `https_sni`, else the upstream's host_header, else the target's
+ * host (an IP literal: no SNI, and it must be an IP SAN).  A probe holds
+ * its TLS connection (~37 KB) only while it runs.
  * Probes belong to one mg_health_t; starting another instance's stops
  * them (a worker swapping runtimes), and so does mg_health_free, so the
  * peers a probe points into outlive it.
@@ -32,17 +43,20 @@
 #include <sys/socket.h>
 #include "mg_health_int.h"
 #include "../base/mg_log.h"
+#include "../tls/mg_tls.h"
 
 #define MG_PROBE_IDLE    0
 #define MG_PROBE_CONNECT 1
 #define MG_PROBE_SEND    2
 #define MG_PROBE_RECV    3
+#define MG_PROBE_TLS     4     /* handshake */
 
 typedef struct {
     mg_health_checker_t *ck;
     size_t               idx;
     int                  fd;
     int                  phase;
+    mg_tls_conn_t       *tls;        /* https, while the probe runs */
     ev_io                io;
     ev_timer             timer;
     char                *req;
@@ -71,6 +85,8 @@ struct mg_health_checker_s {
     size_t                   nprobes;
     size_t                   reqcap;
     double                   timeout;
+    mg_tls_client_t         *tls;               /* type https */
+    char                     tls_name[96];
 };
 
 static void mg_health_probe_pump(mg_health_checker_t *ck);
@@ -84,6 +100,13 @@ mg_health_probe_finish(mg_health_probe_t *p, int kind, int status)
 
     ev_io_stop(loop, &p->io);
     ev_timer_stop(loop, &p->timer);
+    if (p->tls != NULL) {
+        if (kind == MG_HEALTH_HTTP_STATUS) {
+            mg_tls_close_notify(p->tls);
+        }
+        mg_tls_conn_free(p->tls);
+        p->tls = NULL;
+    }
     if (p->fd >= 0) {
         close(p->fd);
         p->fd = -1;
@@ -96,19 +119,30 @@ mg_health_probe_finish(mg_health_probe_t *p, int kind, int status)
     mg_health_probe_pump(ck);
 }
 
+/* Wait for events on the fd in `phase`.  The timer starts over when the
+ * phase changes: the timeout is per step, as a socket timeout in
+ * OpenResty (a TLS handshake, however many round trips, is one step). */
 static void
 mg_health_probe_arm(mg_health_probe_t *p, int phase, int events)
 {
     struct ev_loop *loop = p->ck->h->_loop;
 
-    p->phase = phase;
     ev_io_stop(loop, &p->io);
     ev_io_set(&p->io, p->fd, events);
     ev_io_start(loop, &p->io);
-    /* the timeout is per step, as a socket timeout in OpenResty */
-    ev_timer_stop(loop, &p->timer);
-    ev_timer_set(&p->timer, p->ck->timeout, 0.);
-    ev_timer_start(loop, &p->timer);
+    if (phase != p->phase || !ev_is_active(&p->timer)) {
+        ev_timer_stop(loop, &p->timer);
+        ev_timer_set(&p->timer, p->ck->timeout, 0.);
+        ev_timer_start(loop, &p->timer);
+    }
+    p->phase = phase;
+}
+
+/* The direction a TLS call that returned "again" waits for. */
+static int
+mg_health_probe_tls_events(const mg_health_probe_t *p)
+{
+    return mg_tls_want_write(p->tls) ? EV_WRITE : EV_READ;
 }
 
 /* "HTTP/1.1 200 OK" -> 200; 0 when the line is not a status line. */
@@ -141,13 +175,21 @@ mg_health_probe_send(mg_health_probe_t *p)
     ssize_t n;
 
     while (p->sent < p->reqlen) {
-        n = send(p->fd, p->req + p->sent, p->reqlen - p->sent, MSG_NOSIGNAL);
+        if (p->tls != NULL) {
+            /* after "again" the same bytes are offered again, as mbedTLS
+             * requires */
+            struct iovec iov = { p->req + p->sent, p->reqlen - p->sent };
+            n = mg_tls_writev(p->tls, &iov, 1);
+        } else {
+            n = send(p->fd, p->req + p->sent, p->reqlen - p->sent,
+                     MSG_NOSIGNAL);
+        }
         if (n < 0) {
             if (errno == EINTR) continue;
             if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                if (p->phase != MG_PROBE_SEND) {
-                    mg_health_probe_arm(p, MG_PROBE_SEND, EV_WRITE);
-                }
+                mg_health_probe_arm(p, MG_PROBE_SEND,
+                                    p->tls ? mg_health_probe_tls_events(p)
+                                           : EV_WRITE);
                 return;
             }
             mg_health_probe_finish(p, MG_HEALTH_TCP_FAILURE, 0);
@@ -159,20 +201,18 @@ mg_health_probe_send(mg_health_probe_t *p)
     mg_health_probe_arm(p, MG_PROBE_RECV, EV_READ);
 }
 
+/* Connected (and, for https, the handshake done): send the request. */
 static void
-mg_health_probe_connected(mg_health_probe_t *p)
+mg_health_probe_request(mg_health_probe_t *p)
 {
     mg_health_checker_t *ck = p->ck;
     const mg_target_t   *t;
     const mg_str_t      *hh;
     char                *r = p->req;
     size_t               left = ck->reqcap;
+    unsigned             defport = ck->tls ? 443 : 80;
     int                  n;
 
-    if (ck->conf->active.type == MG_HEALTH_TYPE_TCP) {
-        mg_health_probe_finish(p, MG_HEALTH_OK_STATUS, 0);
-        return;
-    }
     t = ck->urt->peers[p->idx].target;
     hh = &ck->h->ups[ck->uidx].upstream->host_header;
     n = snprintf(r, left, "GET %s HTTP/1.0\r\n%s", ck->conf->active.http_path,
@@ -181,7 +221,7 @@ mg_health_probe_connected(mg_health_probe_t *p)
         if (hh->len > 0) {
             n += snprintf(r + n, left - n, "Host: %.*s\r\n", (int) hh->len,
                           hh->data);
-        } else if (t->port == 80) {
+        } else if (t->port == defport) {
             n += snprintf(r + n, left - n, "Host: %.*s\r\n",
                           (int) t->host.len, t->host.data);
         } else {
@@ -207,16 +247,88 @@ mg_health_probe_connected(mg_health_probe_t *p)
 }
 
 static void
+mg_health_probe_handshake(mg_health_probe_t *p)
+{
+    int rc = mg_tls_handshake(p->tls);
+
+    if (rc == MG_AGAIN) {
+        mg_health_probe_arm(p, MG_PROBE_TLS, mg_health_probe_tls_events(p));
+        return;
+    }
+    if (rc != MG_OK) {
+        /* mg_tls logged the reason (certificate verify failed: ...) */
+        mg_health_probe_finish(p, MG_HEALTH_TCP_FAILURE, 0);
+        return;
+    }
+    mg_health_probe_request(p);
+}
+
+/* The SNI and name to check for target idx: https_sni, else the
+ * upstream's host_header, else the target's host. */
+static void
+mg_health_probe_sni(mg_health_probe_t *p, char *buf, size_t len)
+{
+    mg_health_checker_t *ck = p->ck;
+    const mg_str_t      *hh = &ck->h->ups[ck->uidx].upstream->host_header;
+    const mg_target_t   *t = ck->urt->peers[p->idx].target;
+
+    if (ck->conf->active.https_sni != NULL
+        && ck->conf->active.https_sni[0] != '\0')
+    {
+        snprintf(buf, len, "%s", ck->conf->active.https_sni);
+    } else if (hh->len > 0) {
+        snprintf(buf, len, "%.*s", (int) hh->len, hh->data);
+    } else {
+        snprintf(buf, len, "%.*s", (int) t->host.len, t->host.data);
+    }
+}
+
+static void
+mg_health_probe_connected(mg_health_probe_t *p)
+{
+    char sni[256];
+
+    if (p->ck->conf->active.type == MG_HEALTH_TYPE_TCP) {
+        mg_health_probe_finish(p, MG_HEALTH_OK_STATUS, 0);
+        return;
+    }
+    if (p->ck->tls == NULL) {
+        mg_health_probe_request(p);
+        return;
+    }
+    mg_health_probe_sni(p, sni, sizeof(sni));
+    p->tls = mg_tls_conn_client(p->ck->tls, p->fd, sni[0] ? sni : NULL);
+    if (p->tls == NULL) {
+        /* ENOMEM or a name mbedTLS refuses: not the target's fault */
+        mg_log_error("health check: cannot start TLS with %s (sni \"%s\")",
+                     p->ck->urt->peers[p->idx].name, sni);
+        mg_health_probe_finish(p, -1, 0);
+        return;
+    }
+    mg_health_probe_handshake(p);
+}
+
+static void
 mg_health_probe_read(mg_health_probe_t *p)
 {
     ssize_t n;
     char   *nl;
 
     for (;;) {
-        n = recv(p->fd, p->buf + p->got, sizeof(p->buf) - p->got, 0);
+        if (p->tls != NULL) {
+            n = mg_tls_recv(p->tls, p->buf + p->got, sizeof(p->buf) - p->got);
+        } else {
+            n = recv(p->fd, p->buf + p->got, sizeof(p->buf) - p->got, 0);
+        }
         if (n < 0) {
             if (errno == EINTR) continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                if (p->tls != NULL) {
+                    mg_health_probe_arm(p, MG_PROBE_RECV,
+                                        mg_health_probe_tls_events(p));
+                }
+                return;
+            }
             mg_health_probe_finish(p, MG_HEALTH_TCP_FAILURE, 0);
             return;
         }
@@ -264,6 +376,9 @@ mg_health_probe_io_cb(struct ev_loop *loop, ev_io *w, int revents)
             return;
         }
         mg_health_probe_connected(p);
+        return;
+    case MG_PROBE_TLS:
+        mg_health_probe_handshake(p);
         return;
     case MG_PROBE_SEND:
         mg_health_probe_send(p);
@@ -423,15 +538,37 @@ mg_health_checker_init(mg_health_checker_t *ck, mg_health_t *h, size_t uidx,
     if (!c->active_on || n == 0 || ck->urt->peers == NULL) {
         return MG_DECLINED;
     }
-    if (c->active.type != MG_HEALTH_TYPE_HTTP
-        && c->active.type != MG_HEALTH_TYPE_TCP)
+    if (c->active.type == MG_HEALTH_TYPE_GRPC
+        || c->active.type == MG_HEALTH_TYPE_GRPCS)
     {
         mg_log_warn("upstream \"%.*s\": active health checks of type %s are "
-                    "not available yet (no TLS/gRPC client in this build); "
+                    "not available yet (no gRPC client in this build); "
                     "probes skipped", (int) up->upstream->name.len,
                     up->upstream->name.data,
                     mg_health_type_name[c->active.type]);
         return MG_DECLINED;
+    }
+    if (c->active.type == MG_HEALTH_TYPE_HTTPS) {
+        mg_service_t svc;
+        char         err[256];
+
+        /* a service of our own: its name is what TLS failures log */
+        memset(&svc, 0, sizeof(svc));
+        svc.name.data = ck->tls_name;
+        svc.name.len = (size_t) snprintf(ck->tls_name, sizeof(ck->tls_name),
+                                         "health check of upstream %.*s",
+                                         (int) up->upstream->name.len,
+                                         up->upstream->name.data);
+        svc.name.len = mg_min(svc.name.len, sizeof(ck->tls_name) - 1);
+        svc.tls_verify = c->active.https_verify_certificate != 0;
+        svc.tls_verify_depth = -1;
+        ck->tls = mg_tls_client_create(NULL, &svc, err, sizeof(err));
+        if (ck->tls == NULL) {
+            mg_log_error("upstream \"%.*s\": no active https health checks: "
+                         "%s", (int) up->upstream->name.len,
+                         up->upstream->name.data, err);
+            return MG_DECLINED;
+        }
     }
     for (i = 0; i < n; i++) {
         const mg_target_t *t = ck->urt->peers[i].target;
@@ -487,11 +624,13 @@ mg_health_checker_free(mg_health_checker_t *ck)
             ev_io_stop(loop, &p->io);
             ev_timer_stop(loop, &p->timer);
         }
+        mg_tls_conn_free(p->tls);
         if (p->fd >= 0) {
             close(p->fd);
         }
         free(p->req);
     }
+    mg_tls_client_free(ck->tls);
     free(ck->probes);
     free(ck->queue);
     free(ck->busy);

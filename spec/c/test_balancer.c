@@ -399,7 +399,7 @@ test_least_connections(void)
                 }
                 idx = mg_balancer_pick(b, tr, NULL);
                 for (i = 0; i < 50; i++) {
-                    if (b->peers[i].down || mg_balancer_tried(tr, (size_t) i)) {
+                    if (b->hot[i].down || mg_balancer_tried(tr, (size_t) i)) {
                         continue;
                     }
                     if (best < 0 || (int64_t) inflight[i] * w[best]
@@ -428,6 +428,260 @@ test_least_connections(void)
         is_int(bad_count, 0, "lc: in-flight counts agree");
         mg_balancer_free(b);
     }
+}
+
+/* --- least-connections: the level structure ------------------------ */
+
+/*
+ * Every invariant of the least-connections structure, checked against
+ * the targets' own counters: an up target with nothing in flight is in
+ * the idle stack, a busy up target in the level of its class whose count
+ * is its in_flight, a down one in neither; each class's levels ascend
+ * strictly and none is empty; a class is in the heap exactly when it has
+ * a level, with its first level's count as key; the heap is ordered and
+ * every level not in use is in the free pool.  Returns the number of
+ * violations.
+ */
+static int
+lc_check(const mg_balancer_t *b)
+{
+    int    bad = 0;
+    size_t i, nidle = 0, nlev = 0, nfree = 0, nheap = 0, seen = 0;
+    int32_t j, lv;
+
+    for (i = 0; i < b->n; i++) {
+        const mg_balancer_lcpeer_t *q = &b->lc[i];
+        if (b->hot[i].down) {
+            bad += q->level >= 0;
+        } else if (b->hot[i].in_flight == 0) {
+            bad += q->level >= 0;
+            nidle++;
+        } else {
+            bad += q->level < 0
+                   || b->levels[q->level].count != b->hot[i].in_flight;
+        }
+    }
+    bad += nidle != b->nidle;
+    /* the idle stack: each target at most once, flagged; every idle up
+     * target in it */
+    bad += b->nstack > b->n;
+    for (i = 0; i < b->nstack && i <= b->n; i++) {
+        j = b->idle_stack[i];
+        bad += !b->hot[j].stacked;
+        seen += !b->hot[j].down && b->hot[j].in_flight == 0;
+    }
+    for (i = 0; i < b->n; i++) {
+        size_t k, in = 0;
+        for (k = 0; k < b->nstack; k++) {
+            in += b->idle_stack[k] == (int32_t) i;
+        }
+        bad += in != b->hot[i].stacked;
+    }
+    bad += seen != nidle;
+    for (i = 0; i < b->nclasses; i++) {
+        const mg_balancer_class_t *c = &b->classes[i];
+        uint32_t                   prev = 0;
+        for (lv = c->first; lv >= 0; lv = b->levels[lv].next) {
+            const mg_balancer_level_t *l = &b->levels[lv];
+            size_t                     m = 0;
+            bad += l->count <= prev || l->head < 0;
+            prev = l->count;
+            for (j = l->head; j >= 0 && m <= b->n; j = b->lc[j].next) {
+                bad += b->lc[j].level != lv || b->lc[j].cls != (int32_t) i
+                       || (uint32_t) b->peers[j].weight != c->weight;
+                m++;
+            }
+            nlev++;
+        }
+        if (c->first >= 0) {
+            const mg_balancer_hent_t *e;
+            nheap++;
+            if (b->hpos[i] < 0) {
+                bad++;
+                continue;
+            }
+            e = &b->heap[b->hpos[i]];
+            bad += e->idx != i || e->in_flight != b->levels[c->first].count
+                   || e->pass != c->pass;
+        } else {
+            bad += b->hpos[i] >= 0;
+        }
+    }
+    bad += nheap != b->nheap;
+    for (i = 1; i < b->nheap; i++) {
+        bad += mg_balancer_hent_less(&b->heap[i], &b->heap[(i - 1) / 2]);
+    }
+    for (lv = b->lfree; lv >= 0 && nfree <= b->n; lv = b->levels[lv].next) {
+        nfree++;
+    }
+    bad += nlev + nfree != b->n;
+    return bad;
+}
+
+static void
+test_lc_levels(void)
+{
+    mg_balancer_t *b;
+    int            i, bad, idx, held[256];
+
+    {
+        /* weights 1/1/2/2/3: three classes */
+        static const int w[] = { 100, 100, 200, 200, 300 };
+        setup_alg("least-connections", w, 5);
+        b = mg_balancer_build(&up);
+        is_int(b->nclasses, 3, "lc levels: one class per distinct weight");
+        is_int(lc_check(b), 0, "lc levels: consistent when built");
+
+        /* 90 concurrent: each class's targets share its share equally */
+        for (i = 0; i < 90; i++) {
+            held[i] = mg_balancer_pick(b, NULL, NULL);
+        }
+        ok(mg_balancer_in_flight(b, 0) == 10 && mg_balancer_in_flight(b, 1) == 10
+           && mg_balancer_in_flight(b, 2) == 20
+           && mg_balancer_in_flight(b, 3) == 20
+           && mg_balancer_in_flight(b, 4) == 30,
+           "lc levels: 90 in flight by weight: %u %u %u %u %u",
+           mg_balancer_in_flight(b, 0), mg_balancer_in_flight(b, 1),
+           mg_balancer_in_flight(b, 2), mg_balancer_in_flight(b, 3),
+           mg_balancer_in_flight(b, 4));
+        is_int(lc_check(b), 0, "lc levels: consistent under load");
+
+        /* release sifting: freeing 5 on target 3 makes it the least
+         * loaded by far; the next 5 picks all refill it */
+        for (i = 0; i < 5; i++) {
+            mg_balancer_release(b, 3, 1, 0);
+        }
+        is_int(lc_check(b), 0, "lc levels: consistent after releases");
+        for (i = 0, bad = 0; i < 5; i++) {
+            bad += mg_balancer_pick(b, NULL, NULL) != 3;
+        }
+        is_int(bad, 0, "lc levels: a release moves its target to the front");
+
+        /* a down target leaves the structure with its count and comes
+         * back in the level of its (changed) count */
+        mg_balancer_set_down(b, 4, 1);
+        is_int(lc_check(b), 0, "lc levels: consistent with a target down");
+        for (i = 0; i < 12; i++) {
+            mg_balancer_release(b, 4, 1, 0);       /* released while down */
+        }
+        for (i = 0, bad = 0; i < 40; i++) {
+            idx = mg_balancer_pick(b, NULL, NULL);
+            bad += idx == 4;
+            mg_balancer_release(b, idx, 1, 0);
+        }
+        is_int(bad, 0, "lc levels: a down target is never picked");
+        mg_balancer_set_down(b, 4, 0);
+        is_int(mg_balancer_in_flight(b, 4), 18, "lc levels: 18 left on it");
+        is_int(lc_check(b), 0, "lc levels: back up, in the level of 18");
+        /* 18/300 is now the least (others at 10/100, 20/200): it is
+         * refilled until it reaches 30 */
+        for (i = 0, bad = 0; i < 12; i++) {
+            bad += mg_balancer_pick(b, NULL, NULL) != 4;
+        }
+        is_int(bad, 0, "lc levels: the target back up gets the picks");
+        is_int(lc_check(b), 0, "lc levels: consistent");
+
+        /* everything down, then up: all in flight kept */
+        for (i = 0; i < 5; i++) {
+            mg_balancer_set_down(b, i, 1);
+        }
+        is_int(b->nheap + b->nidle, 0, "lc levels: all down: empty");
+        is_int(mg_balancer_pick(b, NULL, NULL), -1, "lc levels: all down: -1");
+        for (i = 0; i < 5; i++) {
+            mg_balancer_set_down(b, i, 0);
+        }
+        is_int(lc_check(b), 0, "lc levels: all up again: consistent");
+        mg_balancer_free(b);
+    }
+
+    {
+        /* a weight change is a new snapshot: the new balancer follows
+         * the new weights, sequential and concurrent */
+        static const int w1[] = { 100, 100, 100 };
+        static const int w2[] = { 100, 100, 400 };
+        int              counts[3] = { 0, 0, 0 };
+
+        setup_alg("least-connections", w1, 3);
+        b = mg_balancer_build(&up);
+        is_int(b->nclasses, 1, "lc weights: equal weights, one class");
+        for (i = 0; i < 60; i++) {
+            held[i] = mg_balancer_pick(b, NULL, NULL);
+        }
+        ok(mg_balancer_in_flight(b, 2) == 20, "lc weights: 1/1/1: 20 on c");
+        mg_balancer_free(b);
+
+        setup_alg("least-connections", w2, 3);
+        b = mg_balancer_build(&up);
+        is_int(b->nclasses, 2, "lc weights: changed to 1/1/4, two classes");
+        for (i = 0; i < 60; i++) {
+            held[i] = mg_balancer_pick(b, NULL, NULL);
+        }
+        is_int(mg_balancer_in_flight(b, 2), 40, "lc weights: 1/1/4: 40 on c");
+        for (i = 0; i < 60; i++) {
+            mg_balancer_release(b, held[i], 1, 0);
+        }
+        for (i = 0; i < 600; i++) {
+            idx = mg_balancer_pick(b, NULL, NULL);
+            counts[idx]++;
+            mg_balancer_release(b, idx, 1, 0);
+        }
+        ok(counts[0] == 100 && counts[1] == 100 && counts[2] == 400,
+           "lc weights: 1/1/4 sequential: %d/%d/%d", counts[0], counts[1],
+           counts[2]);
+        is_int(lc_check(b), 0, "lc weights: consistent");
+        mg_balancer_free(b);
+    }
+
+    {
+        /* 1,000 targets, 3 weights, random traffic with downs and
+         * retries: exact least ratio every time (the scan is the
+         * reference) and the structure intact */
+        static int hold[8000];
+        int        held_n = 0, step, worse = 0, broken = 0;
+        static int w[1000];
+        for (i = 0; i < 1000; i++) {
+            w[i] = 100 + (i % 3) * 50;
+        }
+        setup_alg("least-connections", w, 1000);
+        b = mg_balancer_build(&up);
+        for (step = 0; step < 60000; step++) {
+            uint64_t r = rnd();
+            if (step % 997 == 0) {
+                mg_balancer_set_down(b, (int) (r % 1000), (int) (r >> 12) & 1);
+            }
+            if (held_n > 0 && (r % 100 < 48 || held_n >= 8000)) {
+                int k = (int) ((r >> 16) % (uint64_t) held_n);
+                idx = hold[k];
+                hold[k] = hold[--held_n];
+                mg_balancer_release(b, idx, 1, 0);
+            } else {
+                int      ref = mg_balancer_lc_scan(b, NULL);
+                uint64_t rf = ref >= 0 ? b->hot[ref].in_flight : 0;
+                idx = mg_balancer_pick(b, NULL, NULL);
+                if (idx >= 0 && ref >= 0
+                    && (uint64_t) (b->hot[idx].in_flight - 1) * w[ref]
+                           != rf * w[idx])
+                {
+                    worse++;
+                }
+                if (idx >= 0) {
+                    hold[held_n++] = idx;
+                }
+            }
+            if (step % 5000 == 0) {
+                broken += lc_check(b);
+            }
+        }
+        is_int(worse, 0, "lc 1,000 targets: 60,000 random steps, every pick "
+                         "the least in_flight/weight");
+        is_int(broken + lc_check(b), 0, "lc 1,000 targets: structure intact");
+        while (held_n > 0) {
+            mg_balancer_release(b, hold[--held_n], 1, 0);
+        }
+        is_int(lc_check(b), 0, "lc 1,000 targets: all released: consistent");
+        mg_balancer_free(b);
+    }
+    (void) held;
 }
 
 /* --- consistent hashing -------------------------------------------- */
@@ -1048,6 +1302,7 @@ main(void)
 {
     test_round_robin();
     test_least_connections();
+    test_lc_levels();
     test_consistent_hashing();
     test_latency();
     test_hash_inputs();
