@@ -340,20 +340,7 @@ mg_gen_load(mg_gen_t *g, char *err, size_t errlen)
                         "control plane");
         }
     } else if (db_off && g->conf->declarative_config) {
-        /* the file's own errors, worded for a file, before the import */
         mg_conf_path(g->conf, g->conf->declarative_config, path, sizeof(path));
-        cf = mg_declarative_load_file(path, &errs);
-        if (cf == NULL) {
-            n = (size_t) snprintf(err, errlen, "declarative config %s is invalid:",
-                                  path);
-            for (i = 0; i < errs.n && n < errlen; i++) {
-                n += (size_t) snprintf(err + n, errlen - n, "\n  %s", errs.lines[i]);
-            }
-            mg_config_errors_free(&errs);
-            return MG_ERROR;
-        }
-        mg_config_errors_free(&errs);
-        mg_config_free(cf);
     } else if (!db_off && g->conf->declarative_config) {
         mg_log_warn("declarative_config is ignored with database = %s "
                     "(load it with `moongate config db_import`, or set "
@@ -367,7 +354,23 @@ mg_gen_load(mg_gen_t *g, char *err, size_t errlen)
                        g->conf->declarative_config ? path : NULL, msg,
                        sizeof(msg)) != MG_OK)
         {
-            snprintf(err, errlen, "%s", msg);
+            /* nothing was written.  The C loader words a file's mistakes
+             * as `moongate check` does (file, line, entity, field): its
+             * errors when it refuses the file too, else the import's */
+            cf = g->conf->declarative_config
+                 ? mg_declarative_load_file(path, &errs) : NULL;
+            if (cf == NULL && errs.n > 0) {
+                n = (size_t) snprintf(err, errlen, "declarative config %s "
+                                      "is invalid:", path);
+                for (i = 0; i < errs.n && n < errlen; i++) {
+                    n += (size_t) snprintf(err + n, errlen - n, "\n  %s",
+                                           errs.lines[i]);
+                }
+            } else {
+                snprintf(err, errlen, "%s", msg);
+            }
+            mg_config_errors_free(&errs);
+            mg_config_free(cf);
             return MG_ERROR;
         }
     }
