@@ -111,6 +111,18 @@ function _M.handle_error(err_t, err)
     return status, body
 end
 
+-- A DAO call's result as the answer: the row presented with `status`,
+-- Kong's error for err/err_t, or 404 when there is neither (not found).
+local function answer(req, schema, status, row, err, err_t)
+    if row then
+        return status, _M.present(req, schema, row)
+    end
+    if err_t or err then
+        return _M.handle_error(err_t, err)
+    end
+    return 404, NOT_FOUND
+end
+
 --- Kong's "off" strategy refusal for a write in database = off.
 local WRITE_WORDS = {
     insert = "create", update = "update", upsert = "create or update",
@@ -493,25 +505,13 @@ local function entity(db, schema)
         local row, err, err_t = write_key(req, dao, "upsert",
                                           req.params[name],
                                           body_for(req, schema))
-        if not row then
-            if err_t or err then
-                return _M.handle_error(err_t, err)
-            end
-            return 404, NOT_FOUND
-        end
-        return 200, _M.present(req, schema, row)
+        return answer(req, schema, 200, row, err, err_t)
     end
     h.PATCH = function(req)
         local row, err, err_t = write_key(req, dao, "update",
                                           req.params[name],
                                           body_for(req, schema))
-        if not row then
-            if err_t or err then
-                return _M.handle_error(err_t, err)
-            end
-            return 404, NOT_FOUND
-        end
-        return 200, _M.present(req, schema, row)
+        return answer(req, schema, 200, row, err, err_t)
     end
     h.DELETE = function(req)
         local ok, err, err_t = write_key(req, dao, "delete",
@@ -580,13 +580,7 @@ local function parent_entity(db, schema, fschema, fname)
         local parent, err, err_t = fdao:update(pk_of(fschema, fk),
                                                body_for(req, fschema),
                                                opts_of())
-        if not parent then
-            if err_t or err then
-                return _M.handle_error(err_t, err)
-            end
-            return 404, NOT_FOUND
-        end
-        return 200, _M.present(req, fschema, parent)
+        return answer(req, fschema, 200, parent, err, err_t)
     end
 
     h.PUT = function(req)
@@ -615,13 +609,7 @@ local function parent_entity(db, schema, fschema, fname)
                 end
             end
         end
-        if not parent then
-            if err_t or err then
-                return _M.handle_error(err_t, err)
-            end
-            return 404, NOT_FOUND
-        end
-        return 200, _M.present(req, fschema, parent)
+        return answer(req, fschema, 200, parent, err, err_t)
     end
 
     h.DELETE = function(req)
@@ -685,13 +673,7 @@ local function child_entity(db, fschema, schema, fname)
         end
         local updated, err, err_t = dao:update(pk_of(schema, row), patch,
                                                opts_of())
-        if not updated then
-            if err_t or err then
-                return _M.handle_error(err_t, err)
-            end
-            return 404, NOT_FOUND
-        end
-        return 200, _M.present(req, schema, updated)
+        return answer(req, schema, 200, updated, err, err_t)
     end
 
     h.PUT = function(req)
@@ -707,13 +689,7 @@ local function child_entity(db, fschema, schema, fname)
         local row
         row, err, err_t = write_key(req, dao, "upsert",
                                     req.params[schema.name], body)
-        if not row then
-            if err_t or err then
-                return _M.handle_error(err_t, err)
-            end
-            return 404, NOT_FOUND
-        end
-        return 200, _M.present(req, schema, row)
+        return answer(req, schema, 200, row, err, err_t)
     end
 
     h.DELETE = function(req)
