@@ -93,6 +93,7 @@ build = {
     ["moongate.re"] = "lua/moongate/re.lua",
     ["moongate.runloop"] = "lua/moongate/runloop.lua",
     ["moongate.cli"] = "lua/moongate/cli.lua",
+    ["moongate.json"] = "lua/moongate/json.lua",
     ["moongate.schema.entity_checks"] = "lua/moongate/schema/entity_checks.lua",
     ["moongate.schema.errors"] = "lua/moongate/schema/errors.lua",
     ["moongate.schema"] = "lua/moongate/schema/init.lua",

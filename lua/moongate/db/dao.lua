@@ -17,6 +17,7 @@
 -- writer lock makes the store's check the only one that is always right.
 
 local cjson = require "cjson.safe"
+local row_json = require "moongate.json"   -- sorted keys: see there
 local Schema = require "moongate.schema"
 local schema_errors = require "moongate.schema.errors"
 local store_mod = require "moongate.db.store"
@@ -179,7 +180,7 @@ function DAO:to_store(row)
             tags[i] = t
         end
     end
-    local s, err = json.encode(row)
+    local s, err = row_json.encode(row)
     if not s then
         return nil, err
     end
