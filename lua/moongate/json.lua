@@ -36,6 +36,7 @@ local huge = math.huge
 local sort = table.sort
 local concat = table.concat
 local gsub = string.gsub
+local find = string.find
 local format = string.format
 
 local _M = {}
@@ -67,8 +68,29 @@ local function is_array(t)
 end
 
 local function encode_string(s)
+    -- most strings need no escape at all: quoted as they are (what cjson
+    -- would write for them), without a call into cjson
+    if not find(s, '[%c"\\]') then
+        return '"' .. s .. '"'
+    end
     -- cjson escapes "/" as "\/"; Kong's bodies (and curl users) do not
     return (gsub(cjson.encode(s), "\\/", "/"))
+end
+
+-- object keys repeat from row to row: each is escaped once
+-- (bounded: keys of user maps, such as header names in a plugin's
+-- config, must not grow it without end)
+local key_cache, key_cached = {}, 0
+local function encode_key(k)
+    local e = key_cache[k]
+    if e == nil then
+        e = encode_string(tostring(k))
+        if key_cached < 4096 and type(k) == "string" and #k <= 64 then
+            key_cache[k] = e
+            key_cached = key_cached + 1
+        end
+    end
+    return e
 end
 
 local function key_order(a, b)
@@ -113,7 +135,7 @@ local function encode(v, out, depth)
                 if i > 1 then
                     out[#out + 1] = ","
                 end
-                out[#out + 1] = encode_string(tostring(k))
+                out[#out + 1] = encode_key(k)
                 out[#out + 1] = ":"
                 encode(v[k], out, depth + 1)
             end
