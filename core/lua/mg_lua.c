@@ -781,9 +781,7 @@ mg_lua_admin_init(mg_runtime_t *rt, const mg_conf_t *conf, char *err,
     mg_lua_vm_t *vm;
     mg_lua_rt_t *lrt;
     lua_State   *L;
-    char        *doc, *cj, *full;
-    size_t       dl, fl;
-    char         dir[4096];
+    char        *doc;
 
     mg_lua_runtime_free(rt);    /* the plugins' VM has no use here */
     vm = mg_lua_vm_create(conf, err, errlen);
@@ -792,24 +790,13 @@ mg_lua_admin_init(mg_runtime_t *rt, const mg_conf_t *conf, char *err,
     }
     L = vm->L;
     doc = mg_lua_init_doc(rt, conf);
-    cj = mg_conf_json(conf);
     lrt = calloc(1, sizeof(*lrt));
-    mg_conf_path(conf, "lmdb", dir, sizeof(dir));
-    fl = (doc ? strlen(doc) : 0) + (cj ? strlen(cj) : 0) + strlen(dir)
-         + strlen(conf->plugins ? conf->plugins : "") + 256;
-    full = malloc(fl);
-    if (doc == NULL || cj == NULL || lrt == NULL || full == NULL) {
+    if (doc == NULL || lrt == NULL) {
         snprintf(err, errlen, "out of memory");
         goto failed;
     }
-    /* the init document plus "admin": what moongate.admin.init takes */
-    dl = strlen(doc);
-    memcpy(full, doc, dl - 1);
-    snprintf(full + dl - 1, fl - (dl - 1),
-             ",\"admin\":{\"configuration\":%s,\"enabled_plugins\":\"%s\","
-             "\"version\":\"%s\",\"pid\":%d,\"store_dir\":\"%s\","
-             "\"map_size\":%zu}}", cj, conf->plugins ? conf->plugins : "",
-             MOONGATE_VERSION, (int) getpid(), dir, conf->lmdb_map_size);
+    /* runloop.admin_init(init document, master pid): the rest of what
+     * moongate.admin.init takes derives from the document */
     lua_getglobal(L, "require");
     lua_pushstring(L, "moongate.runloop");
     if (lua_pcall(L, 1, 1, 0) != 0) {
@@ -817,16 +804,15 @@ mg_lua_admin_init(mg_runtime_t *rt, const mg_conf_t *conf, char *err,
         goto failed;
     }
     lua_getfield(L, -1, "admin_init");
-    lua_pushstring(L, full);
-    if (lua_pcall(L, 1, 2, 0) != 0 || lua_isnil(L, -2)) {
+    lua_pushstring(L, doc);
+    lua_pushinteger(L, (lua_Integer) getppid());
+    if (lua_pcall(L, 2, 2, 0) != 0 || lua_isnil(L, -2)) {
         snprintf(err, errlen, "%s", lua_isstring(L, -1) ? lua_tostring(L, -1)
                                                         : "admin init failed");
         goto failed;
     }
     lua_settop(L, 0);
     free(doc);
-    free(cj);
-    free(full);
     lrt->vm = vm;
     vm->refs++;
     rt->lua = lrt;
@@ -834,8 +820,6 @@ mg_lua_admin_init(mg_runtime_t *rt, const mg_conf_t *conf, char *err,
 
 failed:
     free(doc);
-    free(cj);
-    free(full);
     free(lrt);
     lua_close(L);
     free(vm);

@@ -627,9 +627,10 @@ end
 -- The admin process: its one "plugin" is the Admin API (moongate.admin),
 -- run in the access phase of every request on admin_listen, so it has the
 -- PDK (kong.request, kong.response.exit), body reading and the error
--- handling of any plugin.  `json` is the init document plus `admin`: the
--- table moongate.admin.init receives.
-local function do_admin_init(json)
+-- handling of any plugin.  `json` is the init document (its
+-- `configuration` holds every property), `master_pid` the master's pid:
+-- moongate.admin.init's table is made from them.
+local function do_admin_init(json, master_pid)
     local doc, derr = cjson.decode(json)
     if type(doc) ~= "table" then
         return nil, "invalid admin document: " .. tostring(derr)
@@ -639,10 +640,19 @@ local function do_admin_init(json)
     if not ok then
         return nil, cerr
     end
-    local adoc = type(doc.admin) == "table" and doc.admin or {}
-    adoc.enabled_plugins = (enabled_names(adoc.enabled_plugins))
-    adoc.node_id = kong.node.get_id()
-    adoc.hostname = kong.node.get_hostname()
+    local conf = type(doc.configuration) == "table" and doc.configuration
+                 or {}
+    local mg = rawget(_G, "moongate")
+    local adoc = {
+        configuration = conf,
+        enabled_plugins = (enabled_names(doc.enabled_plugins)),
+        version = type(mg) == "table" and mg.version or nil,
+        pid = master_pid,
+        store_dir = tostring(conf.prefix) .. "/lmdb",
+        map_size = conf.lmdb_map_size,
+        node_id = kong.node.get_id(),
+        hostname = kong.node.get_hostname(),
+    }
     local admin = require "moongate.admin"
     local aok, aerr = admin.init(adoc)
     if not aok then
@@ -671,9 +681,10 @@ local function do_admin_init(json)
 end
 
 --- See do_admin_init.  Never raises.
-function _M.admin_init(json)
-    local ok, res, err = xpcall(function() return do_admin_init(json) end,
-                                traceback)
+function _M.admin_init(json, master_pid)
+    local ok, res, err = xpcall(function()
+        return do_admin_init(json, master_pid)
+    end, traceback)
     if not ok then
         return nil, "admin API init failed: " .. tostring(res)
     end
