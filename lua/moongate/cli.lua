@@ -37,39 +37,19 @@ local function read_file(path)
     return s
 end
 
-local function enabled(conf)
-    local runloop = require "moongate.runloop"
-    return (runloop.enabled_names(conf.plugins))
-end
-
--- the plugin loader needs its search path before schemas load
+-- the plugin loader's search path, ngx and kong, before schemas load
 local function install(conf)
-    local loader = require "moongate.plugin_loader"
-    local mg = rawget(_G, "moongate")
-    loader.install(type(mg) == "table" and mg.root or ".")
-    local mg_ngx = require "moongate.ngx"
-    mg_ngx.install()
-    if rawget(_G, "kong") == nil then
-        local pdk = require "moongate.pdk"
-        rawset(_G, "kong", pdk.new())
-    end
+    require("moongate.runloop").install_globals()
     return conf
 end
 
 local function open_db(conf)
-    local store = require "moongate.db.store"
     local DB = require "moongate.db"
-    local s, err = store.open(conf.prefix .. "/lmdb", conf.lmdb_map_size)
-    if not s then
-        return nil, "cannot open the entity store: " .. tostring(err)
-    end
-    local db, derr = DB.new { store = s, enabled_plugins = enabled(conf),
-                              database = conf.database }
+    local db, err = DB.open(conf)
     if not db then
-        s:close()
-        return nil, derr
+        return nil, err
     end
-    return db, s
+    return db, db.store
 end
 
 -- err, err_t -> the lines a person reads

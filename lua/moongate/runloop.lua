@@ -648,8 +648,6 @@ local function do_admin_init(json, master_pid)
         enabled_plugins = (enabled_names(doc.enabled_plugins)),
         version = type(mg) == "table" and mg.version or nil,
         pid = master_pid,
-        store_dir = tostring(conf.prefix) .. "/lmdb",
-        map_size = conf.lmdb_map_size,
         node_id = kong.node.get_id(),
         hostname = kong.node.get_hostname(),
     }
@@ -692,6 +690,7 @@ function _M.admin_init(json, master_pid)
 end
 
 _M.enabled_names = enabled_names
+_M.install_globals = install_globals
 
 --- The phases (a mask of mg_lua_phase bits) some plugin of route
 -- `route_index` implements: the core may skip the others.

@@ -299,19 +299,8 @@ function _M.init(doc, opts)
             return nil, "admin init: cannot load moongate.db: " ..
                         tostring(DB)
         end
-        local store_mod = require "moongate.db.store"
-        local store, err = store_mod.open(doc.store_dir or
-                                          ((conf.prefix or ".") .. "/lmdb"),
-                                          doc.map_size or conf.lmdb_map_size)
-        if not store then
-            return nil, "admin init: cannot open the store: " ..
-                        tostring(err)
-        end
-        db, err = DB.new {
-            store = store,
-            enabled_plugins = doc.enabled_plugins,
-            database = dbless and "off" or "lmdb",
-        }
+        local err
+        db, err = DB.open(conf)
         if not db then
             return nil, "admin init: " .. tostring(err)
         end

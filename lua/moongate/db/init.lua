@@ -136,6 +136,26 @@ function _M.new(opts)
     return setmetatable(db, DB)
 end
 
+--- db, err = DB.open(conf): the entity store under conf.prefix opened in
+-- this process (an LMDB handle must not cross fork), with conf.plugins
+-- enabled and conf.database's strategy -- conf is kong.configuration or
+-- the core's property document.
+function _M.open(conf)
+    local store_mod = require "moongate.db.store"
+    local s, err = store_mod.open(tostring(conf.prefix) .. "/lmdb",
+                                  tonumber(conf.lmdb_map_size) or 0)
+    if not s then
+        return nil, "cannot open the entity store: " .. tostring(err)
+    end
+    local db, derr = _M.new { store = s, enabled_plugins = conf.plugins,
+                              database = conf.database }
+    if not db then
+        s:close()
+        return nil, derr
+    end
+    return db
+end
+
 function DB:__index(k)
     local m = DB[k]
     if m ~= nil then

@@ -73,22 +73,15 @@ local function open_db(kong)
         return db_handle
     end
     local conf = kong.configuration or {}
-    local prefix = conf.prefix
-    if type(prefix) ~= "string" then
-        return nil
+    if type(conf.prefix) ~= "string" then
+        return nil                  -- no configuration yet
     end
-    local store = require "moongate.db.store"
-    local s, err = store.open(prefix .. "/lmdb", tonumber(conf.lmdb_map_size)
-                                                 or 0)
-    if not s then
-        log.err("kong.db: cannot open the entity store: ", err)
-        return nil
-    end
-    local runloop_names = require("moongate.runloop").enabled_names
     local DB = require "moongate.db"
-    local db = DB.new { store = s,
-                        enabled_plugins = (runloop_names(conf.plugins)),
-                        database = conf.database }
+    local db, err = DB.open(conf)
+    if not db then
+        log.err("kong.db: ", err)
+        return nil
+    end
     db_handle, db_pid = db, pid
     return db
 end
