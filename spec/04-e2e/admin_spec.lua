@@ -6,22 +6,8 @@
 
 local H = require "moongate"
 
-local function admin_req(gw, method, path, body, headers)
-  headers = headers or {}
-  local req = { method = method, path = path, headers = headers }
-  if type(body) == "table" then
-    req.body = H.json_encode(body)
-    headers["Content-Type"] = headers["Content-Type"] or "application/json"
-  elseif body ~= nil then
-    req.body = body
-  end
-  local res, err = H.request(gw.admin_port, req, { timeout = 20 })
-  assert(res, err)
-  local json
-  if res.body and #res.body > 0 then
-    json = res:json()
-  end
-  return res, json
+local function admin_req(gw, ...)
+  return H.admin(gw.admin_port, ...)
 end
 
 local function start(database)

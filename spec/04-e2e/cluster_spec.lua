@@ -8,17 +8,7 @@
 
 local H = require "moongate"
 
-local function admin_req(port, method, path, body)
-  local headers = {}
-  local req = { method = method, path = path, headers = headers }
-  if body ~= nil then
-    req.body = H.json_encode(body)
-    headers["Content-Type"] = "application/json"
-  end
-  local res, err = H.request(port, req, { timeout = 20 })
-  assert(res, err)
-  return res, (res.body and #res.body > 0) and res:json() or nil
-end
+local admin_req = H.admin
 
 -- a self-signed P-256 certificate and key under dir, named name.crt/.key
 local function make_cert(dir, name, cn)

@@ -6,16 +6,8 @@
 
 local H = require "moongate"
 
-local function admin_req(gw, method, path, body, headers)
-  headers = headers or {}
-  local req = { method = method, path = path, headers = headers }
-  if body ~= nil then
-    req.body = type(body) == "string" and body or H.json_encode(body)
-    headers["Content-Type"] = headers["Content-Type"] or "application/json"
-  end
-  local res, err = H.request(gw.admin_port, req, { timeout = 20 })
-  assert(res, err)
-  return res, (res.body and #res.body > 0) and res:json() or nil
+local function admin_req(gw, ...)
+  return H.admin(gw.admin_port, ...)
 end
 
 local function start(opts)

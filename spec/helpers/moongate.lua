@@ -1393,6 +1393,28 @@ function _M.request(port, req, opts)
   return res, err2
 end
 
+-- An Admin API request on port: a table body goes as JSON, a string as
+-- is.  Admin writes wait for fsync (slow on a busy disk): 20 s timeout.
+-- Returns res and its decoded JSON body (nil when empty); raises when no
+-- response came.
+function _M.admin(port, method, path, body, headers)
+  headers = headers or {}
+  local req = { method = method, path = path, headers = headers }
+  if type(body) == "table" then
+    req.body = _M.json_encode(body)
+    headers["Content-Type"] = headers["Content-Type"] or "application/json"
+  elseif body ~= nil then
+    req.body = body
+  end
+  local res, err = _M.request(port, req, { timeout = 20 })
+  assert(res, err)
+  local json
+  if res.body and #res.body > 0 then
+    json = res:json()
+  end
+  return res, json
+end
+
 -- The mock's JSON echo of what the upstream saw.
 function _M.echo(res)
   assert(res, "no response")
