@@ -188,7 +188,13 @@ static const mg_conf_prop_t mg_conf_props[] = {
     { "dns_not_found_ttl", MG_CONF_T_INT, F(dns_not_found_ttl), "30",
       0, INT_MAX },
     { "dns_error_ttl", MG_CONF_T_INT, F(dns_error_ttl), "1", 0, INT_MAX },
+    /* kong.cache (lua/moongate/pdk/cache.lua): the kong_db_cache shared
+     * dictionary's size (0: none, see mg_shdict_declare), its ttls */
     { "mem_cache_size", MG_CONF_T_SIZE, F(mem_cache_size), "128m", 0, 0 },
+    { "db_cache_ttl", MG_CONF_T_INT, F(db_cache_ttl), "0", 0, INT_MAX },
+    { "db_cache_neg_ttl", MG_CONF_T_OPTINT, F(db_cache_neg_ttl), "", 0,
+      INT_MAX },
+    { "resurrect_ttl", MG_CONF_T_INT, F(resurrect_ttl), "30", 0, INT_MAX },
     { "dns_hostsfile", MG_CONF_T_STR, F(dns_hostsfile), "/etc/hosts", 0, 0 },
 };
 

@@ -131,7 +131,10 @@ struct mg_conf_s {
     int               dns_stale_ttl;     /* s, default 3600 */
     int               dns_not_found_ttl; /* s, default 30 */
     int               dns_error_ttl;     /* s, default 1 */
-    size_t            mem_cache_size;    /* default 128m */
+    size_t            mem_cache_size;    /* kong_db_cache bytes, 128m */
+    int               db_cache_ttl;      /* s, kong.cache's ttl, 0 never */
+    int               db_cache_neg_ttl;  /* s, -1 = db_cache_ttl */
+    int               resurrect_ttl;     /* s, default 30 */
     const char       *dns_hostsfile;     /* default /etc/hosts */
 };
 

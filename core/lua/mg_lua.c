@@ -415,7 +415,12 @@ mg_lua_init_doc(const mg_runtime_t *rt, const mg_conf_t *conf)
     char               num[32];
     size_t             i;
 
-    JLIT(&b, "{\"plugins\":[");
+    /* the store's config version: kong.cache tags its shared entries
+     * with it, so a worker never trusts one loaded under another version */
+    JLIT(&b, "{\"config_version\":");
+    snprintf(num, sizeof(num), "%llu", (unsigned long long) rt->version);
+    mg_jbuf_put(&b, num, strlen(num));
+    JLIT(&b, ",\"plugins\":[");
     for (i = 0; i < cf->plugins_n; i++) {
         const mg_plugin_t *pl = cf->plugins[i];
         if (i) JLIT(&b, ",");

@@ -1399,6 +1399,60 @@ mg_shdict_same(const mg_shdict_zone_t *z, const mg_shdict_decl_t *decl, int n)
     return 1;
 }
 
+/* Append `name` of `size` bytes to decl unless it is declared already. */
+static int
+mg_shdict_implicit_add(mg_shdict_decl_t *decl, int *n, const char *name,
+                       size_t size, const char *prop, char *err,
+                       size_t errlen)
+{
+    int i;
+
+    for (i = 0; i < *n; i++) {
+        if (strcmp(decl[i].name, name) == 0) {
+            return MG_OK;            /* lua_shared_dict's entry wins */
+        }
+    }
+    if (size < MG_SHDICT_MIN_SIZE || size > MG_SHDICT_MAX_SIZE) {
+        snprintf(err, errlen, "%s: %zu bytes is too %s for the \"%s\" "
+                 "shared dictionary (32k..2047m, or 0 for none)", prop, size,
+                 size < MG_SHDICT_MIN_SIZE ? "small" : "large", name);
+        return MG_ERROR;
+    }
+    if (*n == MG_SHDICT_MAX) {
+        snprintf(err, errlen, "lua_shared_dict: at most %d dictionaries "
+                 "with \"%s\"", MG_SHDICT_MAX, name);
+        return MG_ERROR;
+    }
+    snprintf(decl[*n].name, sizeof(decl[*n].name), "%s", name);
+    decl[*n].size = size;
+    (*n)++;
+    return MG_OK;
+}
+
+int
+mg_shdict_declare(const mg_conf_t *conf, mg_shdict_decl_t *decl, int *n,
+                  char *err, size_t errlen)
+{
+    if (mg_shdict_parse(conf->lua_shared_dict, decl, n, err, errlen)
+        != MG_OK)
+    {
+        return MG_ERROR;
+    }
+    if (conf->mem_cache_size == 0) {
+        return MG_OK;                /* no shared level for kong.cache */
+    }
+    if (mg_shdict_implicit_add(decl, n, MG_SHDICT_DB_CACHE,
+                               conf->mem_cache_size, "mem_cache_size", err,
+                               errlen) != MG_OK
+        || mg_shdict_implicit_add(decl, n, MG_SHDICT_LOCKS,
+                                  MG_SHDICT_LOCKS_SIZE, "lua_shared_dict",
+                                  err, errlen) != MG_OK)
+    {
+        return MG_ERROR;
+    }
+    return MG_OK;
+}
+
 int
 mg_shdict_create_all(const mg_conf_t *conf, char *err, size_t errlen)
 {
@@ -1407,9 +1461,7 @@ mg_shdict_create_all(const mg_conf_t *conf, char *err, size_t errlen)
     mg_shdict_bind_t *b;
     int               n;
 
-    if (mg_shdict_parse(conf->lua_shared_dict, decl, &n, err, errlen)
-        != MG_OK)
-    {
+    if (mg_shdict_declare(conf, decl, &n, err, errlen) != MG_OK) {
         return MG_ERROR;
     }
     for (z = mg_shdict_zones; z != NULL; z = z->next) {

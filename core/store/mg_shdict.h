@@ -1,7 +1,12 @@
 /*
  * mg_shdict.h -- ngx.shared-style dictionaries in shared memory.
  *
- * The `lua_shared_dict` property ("name size, ...") declares them.  The
+ * The `lua_shared_dict` property ("name size, ...") declares them, and
+ * kong.cache's two are always there as in Kong's nginx template (unless
+ * lua_shared_dict names them itself): `kong_db_cache`, its shared level,
+ * sized by `mem_cache_size` (0: not declared, each worker caches alone),
+ * and `kong_locks` (8m), its per-key locks and invalidation log
+ * (lua/moongate/pdk/cache.lua).  The
  * master creates them all in ONE anonymous shared mapping before it forks
  * the workers of a generation (mg_shdict_create_all, from mg_gen_load), so
  * every worker sees the same bytes at the same address.  Each dictionary
@@ -44,6 +49,11 @@
 #define MG_SHDICT_REPLACE    0x0002
 #define MG_SHDICT_SAFE       0x0004              /* never evict: "no memory" */
 
+/* kong.cache's dictionaries (Kong's names) */
+#define MG_SHDICT_DB_CACHE   "kong_db_cache"     /* mem_cache_size bytes */
+#define MG_SHDICT_LOCKS      "kong_locks"
+#define MG_SHDICT_LOCKS_SIZE ((size_t) 8 * 1024 * 1024)
+
 typedef struct {
     char   name[MG_SHDICT_NAME_MAX + 1];
     size_t size;                                 /* bytes, as declared */
@@ -58,11 +68,20 @@ int mg_shdict_parse(const char *value, mg_shdict_decl_t *decl, int *n,
                     char *err, size_t errlen);
 
 /*
- * Master, once per config load, before fork: make conf->lua_shared_dict's
- * dictionaries exist for conf.  Reuses the mapping of a live config with
- * the same list, otherwise maps and initialises a new one.  The binding is
- * released by a cleanup on conf->pool (mg_conf_free).  MG_OK, or MG_ERROR
- * with a message in err.
+ * Every dictionary conf declares: lua_shared_dict's (mg_shdict_parse),
+ * then kong_db_cache (mem_cache_size bytes, unless mem_cache_size is 0) and
+ * kong_locks when lua_shared_dict does not name them.  MG_ERROR with a
+ * message in err.
+ */
+int mg_shdict_declare(const mg_conf_t *conf, mg_shdict_decl_t *decl, int *n,
+                      char *err, size_t errlen);
+
+/*
+ * Master, once per config load, before fork: make conf's dictionaries
+ * (mg_shdict_declare) exist for conf.  Reuses the mapping of a live config
+ * with the same list, otherwise maps and initialises a new one.  The
+ * binding is released by a cleanup on conf->pool (mg_conf_free).  MG_OK,
+ * or MG_ERROR with a message in err.
  */
 int mg_shdict_create_all(const mg_conf_t *conf, char *err, size_t errlen);
 

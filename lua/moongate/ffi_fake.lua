@@ -511,7 +511,8 @@ function fake.mg_lua_worker_pid() return fake.worker.pid end
 
 -- shared dictionaries ------------------------------------------------------
 -- One in-Lua dictionary per `lua_shared_dict` entry (fake.shdict_setup
--- sets the list; the defaults are the property's), with the core's
+-- sets the list; the defaults are the property's, and kong_db_cache the
+-- core adds for mem_cache_size), with the core's
 -- semantics over fake.clock: expiry, LRU order, eviction from the LRU tail
 -- when `capacity` would be exceeded (an item counts 64 bytes plus its key
 -- and value), safe stores that never evict.  One process only, of course.
@@ -519,7 +520,7 @@ function fake.mg_lua_worker_pid() return fake.worker.pid end
 local SHDICT_DEFAULTS = {
     { "kong", 5 * 1048576 }, { "kong_locks", 8 * 1048576 },
     { "kong_rate_limiting_counters", 12 * 1048576 },
-    { "moongate_cache", 16 * 1048576 },
+    { "moongate_cache", 16 * 1048576 }, { "kong_db_cache", 128 * 1048576 },
 }
 local SH_NIL, SH_STRING = 0, 4
 local SH_ADD, SH_REPLACE, SH_SAFE = 1, 2, 4

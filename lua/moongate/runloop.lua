@@ -458,12 +458,9 @@ local function do_init(json)
     if not ok then
         return nil, cerr
     end
-    -- a new config version: entities may have changed under what the
-    -- plugins' loaders cached (credentials, consumers), so every worker
-    -- forgets them -- coarse but exact invalidation across workers
-    if kong.cache and kong.cache.purge then
-        kong.cache:purge()
-    end
+    -- pdk.configure has moved kong.cache to this config version: every
+    -- worker does the same when it switches, so what loaders cached under
+    -- an older version is gone from every level (moongate.pdk.cache)
 
     -- every enabled plugin must load, as in Kong
     local names, enabled = enabled_names(doc.enabled_plugins)

@@ -5,7 +5,9 @@
 -- (core/lua/mg_lua_api.h, core/store/mg_shdict.c).
 --
 -- Lifecycle: `_M.shared` (ngx.shared) lists the dictionaries of the
--- `lua_shared_dict` property.  The VM is built in the master after the
+-- `lua_shared_dict` property, and kong.cache's `kong_db_cache` and
+-- `kong_locks` the core adds when the property does not name them
+-- (mg_shdict_declare).  The VM is built in the master after the
 -- dictionaries are mapped and inherited by the workers, so a dictionary
 -- object a plugin keeps in an upvalue at load time stays valid in every
 -- worker: it holds only the dictionary's index.  Values are copied out of

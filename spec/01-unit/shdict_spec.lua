@@ -30,8 +30,9 @@ describe("ngx.shared", function()
             names[#names + 1] = name
         end
         table.sort(names)
-        assert.same({ "kong", "kong_locks", "kong_rate_limiting_counters",
-                      "moongate_cache" }, names)
+        assert.same({ "kong", "kong_db_cache", "kong_locks",
+                      "kong_rate_limiting_counters", "moongate_cache" },
+                    names)
     end)
 
     it("set and get return OpenResty's values", function()

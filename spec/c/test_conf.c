@@ -120,6 +120,9 @@ test_defaults(void)
     is_int(c->dns_not_found_ttl, 30, "dns_not_found_ttl");
     is_int(c->dns_error_ttl, 1, "dns_error_ttl");
     is_int(c->mem_cache_size, 128 * 1024 * 1024, "mem_cache_size");
+    is_int(c->db_cache_ttl, 0, "db_cache_ttl");
+    is_int(c->db_cache_neg_ttl, -1, "db_cache_neg_ttl unset");
+    is_int(c->resurrect_ttl, 30, "resurrect_ttl");
     ok(c->conf_path == NULL, "no file read");
     mg_conf_free(c);
 }
@@ -169,6 +172,8 @@ test_file(void)
         "dns_order = A,CNAME\n"
         "dns_valid_ttl = 10\n"
         "mem_cache_size = 64m\n"
+        "db_cache_ttl = 3600\n"
+        "db_cache_neg_ttl = 60\n"
         "prefix = /tmp/mgprefix/\n"
         "pid_file = /run/mg.pid\n");
     c = mg_conf_load(path, NULL, err, sizeof(err));
@@ -224,6 +229,8 @@ test_file(void)
     is_str(c->dns_order, "A,CNAME", "dns_order");
     is_int(c->dns_valid_ttl, 10, "dns_valid_ttl");
     is_int(c->mem_cache_size, 64 * 1024 * 1024, "mem_cache_size");
+    is_int(c->db_cache_ttl, 3600, "db_cache_ttl");
+    is_int(c->db_cache_neg_ttl, 60, "db_cache_neg_ttl");
     is_str(c->prefix, "/tmp/mgprefix", "trailing slash dropped");
     is_str(c->pid_file, "/run/mg.pid", "absolute pid_file kept");
     mg_conf_free(c);

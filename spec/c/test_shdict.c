@@ -270,6 +270,7 @@ test_zones(void)
     char              err[1024];
     double            v;
 
+    setenv("MOONGATE_MEM_CACHE_SIZE", "0", 1);     /* only these two */
     setenv("MOONGATE_LUA_SHARED_DICT", "one 64k, two 64k", 1);
     c1 = mg_conf_load(NULL, NULL, err, sizeof(err));
     c2 = mg_conf_load(NULL, NULL, err, sizeof(err));
@@ -306,10 +307,76 @@ test_zones(void)
     setenv("MOONGATE_LUA_SHARED_DICT", "bad", 1);
     c1 = mg_conf_load(NULL, NULL, err, sizeof(err));
     unsetenv("MOONGATE_LUA_SHARED_DICT");
+    unsetenv("MOONGATE_MEM_CACHE_SIZE");
     is_int(mg_shdict_create_all(c1, err, sizeof(err)), MG_ERROR,
            "a bad list refuses the start");
     ok(strncmp(err, "lua_shared_dict: ", 17) == 0, "%s", err);
     mg_conf_free(c1);
+}
+
+/* kong.cache's dictionaries join lua_shared_dict's (mg_shdict_declare) */
+static int
+declare(const char *dicts, const char *mem, mg_shdict_decl_t *decl, int *n,
+        char *err, size_t errlen)
+{
+    mg_conf_t *c;
+    int        rc;
+
+    if (dicts) {
+        setenv("MOONGATE_LUA_SHARED_DICT", dicts, 1);
+    }
+    if (mem) {
+        setenv("MOONGATE_MEM_CACHE_SIZE", mem, 1);
+    }
+    c = mg_conf_load(NULL, NULL, err, errlen);
+    unsetenv("MOONGATE_LUA_SHARED_DICT");
+    unsetenv("MOONGATE_MEM_CACHE_SIZE");
+    if (c == NULL) {
+        return -100;
+    }
+    rc = mg_shdict_declare(c, decl, n, err, errlen);
+    mg_conf_free(c);
+    return rc;
+}
+
+static void
+test_declare(void)
+{
+    mg_shdict_decl_t decl[MG_SHDICT_MAX];
+    char             err[1024];
+    int              n = -1;
+
+    is_int(declare(NULL, NULL, decl, &n, err, sizeof(err)), MG_OK,
+           "the defaults");
+    is_int(n, 5, "lua_shared_dict's four and kong_db_cache");
+    is_str(decl[4].name, "kong_db_cache", "kong_db_cache");
+    is_int((long long) decl[4].size, 128 * 1024 * 1024,
+           "of mem_cache_size's default, 128m");
+    is_str(decl[1].name, "kong_locks", "kong_locks from lua_shared_dict");
+
+    is_int(declare("mine 1m", "1m", decl, &n, err, sizeof(err)), MG_OK,
+           "a list without kong.cache's");
+    is_int(n, 3, "gets both");
+    ok(strcmp(decl[1].name, "kong_db_cache") == 0
+       && decl[1].size == 1024 * 1024, "kong_db_cache: mem_cache_size");
+    ok(strcmp(decl[2].name, "kong_locks") == 0
+       && decl[2].size == 8 * 1024 * 1024, "kong_locks: 8m");
+
+    is_int(declare("kong_db_cache 2m, kong_locks 64k", "1m", decl, &n, err,
+                   sizeof(err)), MG_OK, "lua_shared_dict naming them");
+    ok(n == 2 && decl[0].size == 2 * 1024 * 1024 && decl[1].size == 65536,
+       "keeps its sizes");
+
+    is_int(declare("", "0", decl, &n, err, sizeof(err)), MG_OK,
+           "mem_cache_size = 0");
+    is_int(n, 0, "declares nothing");
+
+    is_int(declare(NULL, "16k", decl, &n, err, sizeof(err)), MG_ERROR,
+           "mem_cache_size too small");
+    ok(strncmp(err, "mem_cache_size: ", 16) == 0, "%s", err);
+    is_int(declare(NULL, "3g", decl, &n, err, sizeof(err)), MG_ERROR,
+           "mem_cache_size too large");
+    ok(strstr(err, "too large") != NULL, "%s", err);
 }
 
 static void
@@ -698,6 +765,7 @@ main(void)
     setvbuf(stdout, NULL, _IONBF, 0);
     test_parse();
     test_zones();
+    test_declare();
     if (use("a 256k, small 32k") != MG_OK) {
         ok(0, "create the test zone");
         return done_testing();

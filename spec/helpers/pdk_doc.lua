@@ -322,7 +322,7 @@ local function collect(root_name, root, order)
                     end
                 end
             elseif type(v) == "table" and depth < 3 and
-                   not spaces[child] then
+                   not spaces[child] and not INTERNAL[full .. ".*"] then
                 local seen_before = false
                 for _, s in pairs(spaces) do
                     if s.table == v then

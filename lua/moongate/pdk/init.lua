@@ -4,8 +4,9 @@
 -- Lifecycle: `new()` builds the table once per VM; `configure(kong, doc)`
 -- installs what comes with each config snapshot (the runloop's init
 -- document): kong.configuration, trusted_ips, consumers, log level, node
--- id.  PDK functions find the running request themselves (moongate.context),
--- so one table serves every request and plugin.
+-- id, kong.cache's config version and ttls.  PDK functions find the
+-- running request themselves (moongate.context), so one table serves
+-- every request and plugin.
 --
 -- kong.db is Kong's DAO (moongate.db) over the entity store, opened in
 -- the calling process on first use (an LMDB handle must not cross fork:
@@ -116,12 +117,12 @@ function _M.new()
         table = require "moongate.pdk.table",
         ip = { is_trusted = ip.is_trusted },
         configuration = configuration.new({}),
-        cache = cache.new(),
+        cache = cache.new(cache.KONG),
         vault = require "moongate.pdk.vault",
         worker_events = worker_events(),
     }
     kong.core_cache = kong.cache
-    return setmetatable(kong, KONG_MT)
+    return (setmetatable(kong, KONG_MT))
 end
 
 --- Install a config snapshot's properties.  Returns true or nil, err.
@@ -148,12 +149,10 @@ function _M.configure(kong, doc)
         prefix = type(_G.moongate) == "table" and _G.moongate.prefix or nil
     end
     node.init(prefix)
-    local ttl = tonumber(props.db_cache_ttl)
-    if ttl and ttl ~= kong.cache.ttl then
-        kong.cache = cache.new({ ttl = ttl,
-                                 neg_ttl = tonumber(props.db_cache_neg_ttl) })
-        kong.core_cache = kong.cache
-    end
+    -- a new config version: entities may have changed under what the
+    -- plugins' loaders cached (credentials, consumers), so this worker
+    -- forgets its L1 and trusts only shared entries of this version
+    cache.configure(kong.cache, doc.config_version, props)
     return true
 end
 
