@@ -133,10 +133,12 @@ mg_lua_phase_str(int bit)
  * hook (what lua.c does on SIGINT).  The hook raises an error in the
  * running code: the runloop logs it naming the plugin and the request
  * gets Kong's 500.  The hook is not called from JIT-compiled code, so
- * when the limit is on the runloop turns the JIT off for plugin handler
- * functions (runloop.guard_handlers; measured: `while true do end` in a
- * handler is then stopped within the limit, and a no-op plugin costs
- * the same).  A loop that still cannot be reached (compiled code in a
+ * when the limit is on the runloop turns the JIT off for the handler
+ * functions of a plugin that loops or tail-calls in its handler.lua
+ * (runloop.guard_handler reads their bytecode; measured: `while true do
+ * end` in a handler is then stopped within the limit); loop-free code
+ * always leaves its trace, and the hook runs then.  A loop that still
+ * cannot be reached (compiled code in a
  * module the handler calls, or a C function that never returns) is
  * ended at 3x the limit by exiting the worker: the master starts a new
  * one, which is better than a worker frozen forever.  Rejected: a
@@ -989,7 +991,10 @@ mg_lua_start_args(mg_request_t *r, int phase, const char *chunk, size_t n,
     r->lua_co = co;
     lua_rawgeti(co, LUA_REGISTRYINDEX, vm->phase_ref);
     lua_pushinteger(co, phase);     /* the runloop maps the bit to a name */
-    lua_pushlightuserdata(co, r);
+    /* r as a number: the runloop casts it to the `void *` the PDK's FFI
+     * calls take, which compiles (from a lightuserdata it would not);
+     * user-space addresses are below 2^53, exact in a double */
+    lua_pushnumber(co, (lua_Number) (uintptr_t) r);
     lua_pushlightuserdata(co, r);   /* req_id: unique among live requests */
     lua_pushinteger(co, r->route ? (lua_Integer) r->route->index : -1);
     if (phase == MG_LUA_PHASE_response) {
@@ -1276,6 +1281,23 @@ mg_lua_req_header_at(void *r, int i, const char **name, size_t *nl,
     *value = R->head.headers[i].value.data;
     *vl = R->head.headers[i].value.len;
     return MG_OK;
+}
+
+int
+mg_lua_req_header_find(void *r, const char *lname, size_t n,
+                       const char **value, size_t *vl)
+{
+    mg_str_t name = { lname, n };
+    size_t   i;
+
+    for (i = 0; i < R->head.nheaders; i++) {
+        if (mg_str_caseeq(R->head.headers[i].name, name)) {
+            *value = R->head.headers[i].value.data;
+            *vl = R->head.headers[i].value.len;
+            return MG_OK;
+        }
+    }
+    return MG_DECLINED;
 }
 
 int

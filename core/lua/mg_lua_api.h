@@ -58,6 +58,9 @@ int mg_lua_req_http_version(void *r);                         /* 10, 11 */
 int mg_lua_req_header_count(void *r);
 int mg_lua_req_header_at(void *r, int i, const char **name, size_t *nl,
                          const char **value, size_t *vl);
+/* the first header whose lower-cased name is lname (already lower-case) */
+int mg_lua_req_header_find(void *r, const char *lname, size_t n,
+                           const char **value, size_t *vl);
 int mg_lua_req_client_ip(void *r, char *buf, size_t len);     /* length */
 int mg_lua_req_client_port(void *r);
 int mg_lua_req_id(void *r, const char **p, size_t *n);        /* 32 hex */

@@ -46,6 +46,8 @@ int mg_lua_req_http_version(void *r);
 int mg_lua_req_header_count(void *r);
 int mg_lua_req_header_at(void *r, int i, const char **name, size_t *nl,
                          const char **value, size_t *vl);
+int mg_lua_req_header_find(void *r, const char *lname, size_t n,
+                           const char **value, size_t *vl);
 int mg_lua_req_client_ip(void *r, char *buf, size_t len);
 int mg_lua_req_client_port(void *r);
 int mg_lua_req_id(void *r, const char **p, size_t *n);
@@ -189,9 +191,17 @@ if real then
     _M.vp = ffi_new("const char *[1]")
     _M.vn = ffi_new("size_t[1]")
 
+    -- The parentheses are deliberate, here and in the PDK's per-request
+    -- getters: a function that ends in a tail call of a builtin or an FFI
+    -- function cannot be compiled as a trace of its own when its caller
+    -- runs interpreted (LuaJIT aborts: "JIT compilation disabled for
+    -- function" / "leaving loop in root trace"), and plugin handlers run
+    -- interpreted while lua_max_run_time is on.  spec/01-unit/
+    -- jit_tailcall_spec.lua keeps new ones out.
+
     --- A Lua string from a (pointer, length) pair an API call filled.
     function _M.str(p, n)
-        return ffi_string(p, n)
+        return (ffi_string(p, n))
     end
 
     --- A Lua string from a NUL-terminated `const char *` return, or nil.
@@ -199,12 +209,24 @@ if real then
         if p == nil then
             return nil
         end
-        return ffi_string(p)
+        return (ffi_string(p))
     end
 
     --- A writable char buffer for calls such as mg_lua_req_client_ip.
     function _M.buf(len)
         return ffi_new("char[?]", len)
+    end
+
+    -- The core hands the request to the runloop as a number (its
+    -- address); it becomes a `void *` cdata once per request and every
+    -- PDK call passes that.  A lightuserdata would not do: the JIT cannot
+    -- convert one to a `void *` argument ("NYI: unsupported C type
+    -- conversion") and every PDK call would run interpreted.
+    local cast = ffi.cast
+    local VOIDP = ffi.typeof("void *")
+    function _M.ptr(p)
+        local v = cast(VOIDP, p)
+        return v
     end
 
 else
@@ -227,6 +249,10 @@ else
 
     function _M.buf()
         return {}
+    end
+
+    function _M.ptr(p)
+        return p
     end
 end
 

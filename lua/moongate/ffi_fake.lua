@@ -239,6 +239,15 @@ function fake.mg_lua_req_header_at(r, i, name, nl, value, vl)
     return out(value, vl, h[2])
 end
 
+function fake.mg_lua_req_header_find(r, lname, n, value, vl)
+    for _, h in ipairs(r.headers) do
+        if #h[1] == tonumber(n) and h[1]:lower() == lname then
+            return out(value, vl, h[2])
+        end
+    end
+    return DECLINED
+end
+
 function fake.mg_lua_req_client_ip(r, buf, len)
     local ip = r.client_ip:sub(1, tonumber(len))
     buf[0] = ip

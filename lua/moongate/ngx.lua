@@ -122,7 +122,7 @@ local function tostr(v)
     elseif v == P.null then
         return "null"
     end
-    return tostring(v)
+    return (tostring(v))
 end
 
 --- ngx.log(level, ...): the arguments concatenated, OpenResty's
@@ -168,7 +168,7 @@ function ngx.now()
 end
 
 function ngx.time()
-    return floor(now())
+    return (floor(now()))
 end
 
 function ngx.update_time()
@@ -200,14 +200,14 @@ end
 
 function ngx.http_time(sec)
     local t = os.date("!*t", floor(sec))
-    return format("%s, %02d %s %04d %02d:%02d:%02d GMT", WDAY[t.wday],
-                  t.day, MON[t.month], t.year, t.hour, t.min, t.sec)
+    return (format("%s, %02d %s %04d %02d:%02d:%02d GMT", WDAY[t.wday],
+                   t.day, MON[t.month], t.year, t.hour, t.min, t.sec))
 end
 
 function ngx.cookie_time(sec)
     local t = os.date("!*t", floor(sec))
-    return format("%s, %02d-%s-%04d %02d:%02d:%02d GMT", WDAY[t.wday],
-                  t.day, MON[t.month], t.year, t.hour, t.min, t.sec)
+    return (format("%s, %02d-%s-%04d %02d:%02d:%02d GMT", WDAY[t.wday],
+                   t.day, MON[t.month], t.year, t.hour, t.min, t.sec))
 end
 
 -- days since the epoch of a civil date (UTC, no time zone involved)
@@ -351,7 +351,7 @@ local function header_var(ctx, lname)
     if #vals == 1 then
         return vals[1]
     end
-    return concat(vals, lname == "cookie" and "; " or ", ")
+    return (concat(vals, lname == "cookie" and "; " or ", "))
 end
 
 local function upstream_uri(ctx)
@@ -385,11 +385,11 @@ local VARS = {
         return (get_str(ctx, C.mg_lua_req_query) or "") ~= "" and "?" or ""
     end,
     host = function(ctx)
-        return lower(get_str(ctx, C.mg_lua_req_host) or "")
+        return (lower(get_str(ctx, C.mg_lua_req_host) or ""))
     end,
     hostname = function() return node.get_hostname() end,
     server_name = function(ctx)
-        return lower(get_str(ctx, C.mg_lua_req_host) or "")
+        return (lower(get_str(ctx, C.mg_lua_req_host) or ""))
     end,
     remote_addr = client_ip,
     realip_remote_addr = client_ip,
@@ -400,13 +400,13 @@ local VARS = {
         end
         local b = {}
         for i = 1, #ip do b[i] = string.char(ip[i]) end
-        return concat(b)
+        return (concat(b))
     end,
     remote_port = function(ctx)
-        return tostring(C.mg_lua_req_client_port(ctx.r))
+        return (tostring(C.mg_lua_req_client_port(ctx.r)))
     end,
     realip_remote_port = function(ctx)
-        return tostring(C.mg_lua_req_client_port(ctx.r))
+        return (tostring(C.mg_lua_req_client_port(ctx.r)))
     end,
     scheme = function(ctx)
         return get_str(ctx, C.mg_lua_req_scheme) or "http"
@@ -418,11 +418,11 @@ local VARS = {
         return get_str(ctx, C.mg_lua_req_method)
     end,
     server_port = function(ctx)
-        return tostring(C.mg_lua_req_port(ctx.r))
+        return (tostring(C.mg_lua_req_port(ctx.r)))
     end,
     server_protocol = function(ctx)
         local v = C.mg_lua_req_http_version(ctx.r)
-        return format("HTTP/%d.%d", floor(v / 10), v % 10)
+        return (format("HTTP/%d.%d", floor(v / 10), v % 10))
     end,
     request_id = function(ctx)
         return get_str(ctx, C.mg_lua_req_id)
@@ -432,12 +432,12 @@ local VARS = {
         return header_var(ctx, "content-length")
     end,
     request_time = function(ctx)
-        return format("%.3f", C.mg_lua_now() -
-                      C.mg_lua_req_start_time(ctx.r))
+        return (format("%.3f", C.mg_lua_now() -
+                       C.mg_lua_req_start_time(ctx.r)))
     end,
     msec = function() return format("%.3f", C.mg_lua_now()) end,
     status = function(ctx)
-        return tostring(C.mg_lua_resp_status(ctx.r))
+        return (tostring(C.mg_lua_resp_status(ctx.r)))
     end,
     request_body = function(ctx)
         return ctx.req_body
@@ -751,12 +751,12 @@ end
 
 function req.http_version()
     local ctx = need_ctx()
-    return C.mg_lua_req_http_version(ctx.r) / 10
+    return (C.mg_lua_req_http_version(ctx.r) / 10)
 end
 
 function req.start_time()
     local ctx = need_ctx()
-    return C.mg_lua_req_start_time(ctx.r)
+    return (C.mg_lua_req_start_time(ctx.r))
 end
 
 function req.is_internal()
@@ -828,7 +828,7 @@ function req.raw_header(no_request_line)
         out[#out + 1] = h[2] .. ": " .. h[3] .. "\r\n"
     end
     out[#out + 1] = "\r\n"
-    return concat(out)
+    return (concat(out))
 end
 
 function req.read_body()
@@ -963,12 +963,12 @@ end
 -- what is not here yet ------------------------------------------------------
 
 local function missing(name)
-    return setmetatable({}, {
+    return (setmetatable({}, {
         __index = function(_, k)
             error(name .. "." .. tostring(k) .. " is not available in " ..
                   "this Moongate build", 2)
         end,
-    })
+    }))
 end
 
 local re_ok, re = pcall(require, "moongate.re")
@@ -1018,10 +1018,10 @@ ngx.timer = {
         return timer_add(delay, fn, delay, ...)
     end,
     running_count = function()
-        return tonumber(C.mg_lua_timer_count(1))
+        return (tonumber(C.mg_lua_timer_count(1)))
     end,
     pending_count = function()
-        return tonumber(C.mg_lua_timer_count(0))
+        return (tonumber(C.mg_lua_timer_count(0)))
     end,
 }
 ngx.shared = require("moongate.shdict").shared     -- lua_shared_dict
@@ -1053,7 +1053,7 @@ setmetatable(ngx, {
             if not ctx then
                 return nil
             end
-            return C.mg_lua_resp_status(ctx.r)
+            return (C.mg_lua_resp_status(ctx.r))
         elseif k == "headers_sent" then
             local ctx = req_ctx()
             if not ctx then

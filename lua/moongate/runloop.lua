@@ -67,6 +67,7 @@ local P = require "moongate.pdk.private"
 
 local C = api.C
 local LOG = api.LOG
+local to_ptr = api.ptr
 local type = type
 local pairs = pairs
 local ipairs = ipairs
@@ -405,18 +406,94 @@ local function run_plugin_hook(plugin, phase, ...)
 end
 
 -- lua_max_run_time: the core's watchdog stops a runaway plugin with a
--- count hook, which LuaJIT does not call from compiled code; so the
--- handler's phase functions, and the functions of the same file they
--- reach through upvalues, run interpreted (jit.off(f, true): nested
--- functions too).  Code of other modules keeps the JIT (see mg_lua.c).
+-- count hook, which LuaJIT does not call from compiled code.  Compiled
+-- code that does not loop always returns to the interpreter, where the
+-- hook runs; only a loop -- a loop bytecode, or a tail call, which can
+-- recurse for ever without growing the stack -- can keep it away.  So
+-- the handler's phase functions, the functions of the same file they
+-- reach through upvalues, and the functions nested in them are read:
+-- when none of them loops or tail-calls, the handler keeps the JIT (and
+-- so does the runloop that calls it: a call into code with the JIT off
+-- aborts the caller's trace too); otherwise they all run interpreted
+-- (jit.off(f, true)).  Code of other modules keeps the JIT (see mg_lua.c).
+-- Without jit.util / jit.vmdef every handler runs interpreted.
+
+local loop_ops      -- opcode -> true for loops and tail calls; false: unknown
+local function get_loop_ops(jit)
+    if loop_ops ~= nil then
+        return loop_ops
+    end
+    loop_ops = false
+    local ok, vmdef = pcall(require, "jit.vmdef")
+    if not ok then
+        -- the VM's share directory, e.g. /usr/share/luajit-2.1.0-beta3
+        local ver = match(jit.version or "", "^LuaJIT (%S+)")
+        local path = ver and package.searchpath and package.searchpath(
+            "jit.vmdef", "/usr/share/luajit-" .. ver .. "/?.lua;" ..
+                         "/usr/local/share/luajit-" .. ver .. "/?.lua")
+        local chunk = path and loadfile(path)
+        if chunk then
+            ok, vmdef = pcall(chunk)
+        end
+    end
+    local names = ok and type(vmdef) == "table" and vmdef.bcnames
+    if type(names) ~= "string" then
+        return loop_ops
+    end
+    local set = {}
+    for op = 0, #names / 6 - 1 do
+        local name = match(names:sub(op * 6 + 1, op * 6 + 6), "^(%S+)")
+        if name and (match(name, "LOOP$") or match(name, "^J?FORI$")
+                     or match(name, "FORL$") or match(name, "ITERL$")
+                     or name == "ITERN" or name == "CALLT"
+                     or name == "CALLMT") then
+            set[op] = true
+        end
+    end
+    if set[0] or not next(set) then
+        return loop_ops          -- not the table we expect
+    end
+    loop_ops = set
+    return loop_ops
+end
+
+-- does prototype or function f (or one nested in it) loop or tail-call?
+local function loops(util, ops, f)
+    local pc = 1
+    while true do
+        local ins = util.funcbc(f, pc)
+        if not ins then
+            break
+        end
+        if ops[ins % 256] then
+            return true
+        end
+        pc = pc + 1
+    end
+    local info = util.funcinfo(f)
+    if info and info.children then
+        for n = -1, -1000000, -1 do
+            local k = util.funck(f, n)
+            if k == nil then
+                break
+            end
+            if type(k) == "proto" and loops(util, ops, k) then
+                return true
+            end
+        end
+    end
+    return false
+end
+
 local function guard_handler(handler)
     local jit = rawget(_G, "jit")
     if not jit then
         return
     end
     local getinfo, getupvalue = debug.getinfo, debug.getupvalue
-    local seen = {}
-    local function off(f, src)
+    -- the handler's functions and those of its file they reach
+    local fns, seen = {}, {}
+    local function collect(f, src)
         if seen[f] then
             return
         end
@@ -425,7 +502,7 @@ local function guard_handler(handler)
         if info.what == "C" or (src and info.source ~= src) then
             return
         end
-        jit.off(f, true)
+        fns[#fns + 1] = f
         local i = 1
         while true do
             local name, v = getupvalue(f, i)
@@ -433,7 +510,7 @@ local function guard_handler(handler)
                 break
             end
             if type(v) == "function" then
-                off(v, info.source)
+                collect(v, info.source)
             end
             i = i + 1
         end
@@ -441,9 +518,24 @@ local function guard_handler(handler)
     for _, phase in ipairs(phases.list) do
         local fn = handler[phase]
         if type(fn) == "function" then
-            off(fn, nil)
+            collect(fn, nil)
         end
     end
+    local uok, util = pcall(require, "jit.util")
+    local ops = uok and get_loop_ops(jit)
+    local guard = not ops
+    for i = 1, #fns do
+        if guard then
+            break
+        end
+        guard = loops(util, ops, fns[i])
+    end
+    if guard then
+        for i = 1, #fns do
+            jit.off(fns[i], true)
+        end
+    end
+    return guard
 end
 _M.guard_handler = guard_handler
 
@@ -754,7 +846,7 @@ local function new_request(r, req_id, route_index)
     local service = route and route.service and snap.services[route.service.id]
     local ngx_ctx = { route = route, service = service }
     return {
-        r = r,
+        r = r,                  -- a cdata (see _M.phase)
         req_id = req_id,
         route_index = route_index,
         snap = snap,
@@ -816,13 +908,14 @@ function _M.phase(name, r, req_id, route_index, chunk, eof)
     end
     local ctx = requests[req_id]
     if not ctx then
-        ctx = new_request(r, req_id, route_index)
+        -- the request's address as a cdata: PDK calls on it compile
+        -- (moongate.ffi ptr)
+        ctx = new_request(to_ptr(r), req_id, route_index)
         requests[req_id] = ctx
         if ctx.list.by_phase.log then
             ctx.times = {}
         end
     end
-    ctx.r = r
     if name == "header_filter" then
         local by_phase = ctx.list.by_phase
         local times = ctx.times

@@ -5,7 +5,7 @@
 local H = require "moongate"
 
 local FIXTURES = H.root .. "/spec/fixtures/plugins/?.lua;;"
-local PLUGINS = "bundled,sleeper,exiter,crasher,headers,ctx-check,body-reader,upper-stream,body-replace,timer-log"
+local PLUGINS = "bundled,sleeper,exiter,crasher,headers,ctx-check,body-reader,upper-stream,body-replace,timer-log,header-lookup"
 
 describe("e2e plugins", function()
   local mock, gw
@@ -38,6 +38,11 @@ describe("e2e plugins", function()
               { name = "hdr", paths = { "/hdr" },
                 plugins = { { name = "headers",
                               config = { name = "X-Added", value = "v1" } } } },
+              { name = "lookup", paths = { "/lookup" },
+                plugins = { { name = "header-lookup" } } },
+              { name = "overlay", paths = { "/overlay" },
+                plugins = { { name = "header-lookup",
+                              config = { overlay = true } } } },
             } },
         },
         plugins = { { name = "ctx-check" } },       -- global
@@ -66,6 +71,38 @@ describe("e2e plugins", function()
       assert.equals(200, res.status)
       assert.equals("v1", H.upstream_header(H.echo(res), "X-Added"))
       assert.equals("v1", res.headers["x-from-plugin"])
+    end
+  end)
+
+  -- 300 rounds: LuaJIT compiles the PDK calls after a few dozen, so the
+  -- later rounds check the compiled code gives the same answers
+  it("finds request headers by any case and '_' name, compiled or not", function()
+    local cases = {
+      { { ["X-Key"] = "alpha" }, "tenant-a", "alpha" },
+      { { ["x-KEY"] = "beta" }, "tenant-b", "beta" },
+      { { ["X-Key"] = "Alpha" }, "unknown", "Alpha" },
+      { { ["X-Keys"] = "alpha", ["X-Ke"] = "beta" }, "unknown", "nil" },
+      { {}, "unknown", "nil" },
+    }
+    for round = 1, 300 do
+      local c = cases[round % #cases + 1]
+      local res = assert(H.request(gw.port, { path = "/lookup/echo", headers = c[1] }))
+      assert.equals(200, res.status)
+      local echo = H.echo(res)
+      assert.equals(c[2], H.upstream_header(echo, "X-Tenant"), "round " .. round)
+      assert.equals(c[3], H.upstream_header(echo, "X-Key-Seen"), "round " .. round)
+    end
+    -- a repeated header: the first value, as Kong
+    local res = assert(H.request(gw.port, { path = "/lookup/echo",
+      headers = { { "X-Key", "beta" }, { "X-Key", "alpha" } } }))
+    assert.equals("beta", H.upstream_header(H.echo(res), "X-Key-Seen"))
+    -- after kong.service.request.set_header, get_header sees the change
+    for _ = 1, 60 do
+      res = assert(H.request(gw.port, { path = "/overlay/echo",
+                                        headers = { ["X-Key"] = "alpha" } }))
+      local echo = H.echo(res)
+      assert.equals("alpha", H.upstream_header(echo, "X-Key-Seen"))
+      assert.equals("beta", H.upstream_header(echo, "X-Overlay-Seen"))
     end
   end)
 

@@ -80,12 +80,12 @@ end
 
 function _M.get_port()
     local ctx = check(ADDR)
-    return C.mg_lua_req_client_port(ctx.r)
+    return (C.mg_lua_req_client_port(ctx.r))
 end
 
 function _M.get_forwarded_port()
     local ctx = check(ADDR)
-    return C.mg_lua_req_client_port(ctx.r)
+    return (C.mg_lua_req_client_port(ctx.r))
 end
 
 --- "http" or "https" (allow_terminated: trust X-Forwarded-Proto from a

@@ -84,7 +84,7 @@ local function join(sep, ...)
     for i = 1, n do
         parts[i] = tostring((select(i, ...)))
     end
-    return concat(parts, sep)
+    return (concat(parts, sep))
 end
 
 local function gen(level)
@@ -105,9 +105,9 @@ end
 local function inspect_value(v, indent, seen)
     local t = type(v)
     if t == "string" then
-        return format("%q", v)
+        return (format("%q", v))
     elseif t ~= "table" then
-        return tostring(v)
+        return (tostring(v))
     end
     if seen[v] then
         return "<cycle>"
@@ -187,7 +187,7 @@ local function copy(t, seen)
     for k, v in pairs(t) do
         c[copy(k, seen)] = copy(v, seen)
     end
-    return setmetatable(c, getmetatable(t))
+    return (setmetatable(c, getmetatable(t)))
 end
 
 --- kong.log.set_serialize_value(key, value, { mode = "set" | "add" |

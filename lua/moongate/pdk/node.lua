@@ -41,8 +41,10 @@ function _M.uuid()
     end
     b[7] = b[7] % 16 + 0x40
     b[9] = b[9] % 64 + 0x80
-    return string.format("%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-" ..
-                         "%02x%02x%02x%02x%02x%02x", (unpack or table.unpack)(b))
+    local id = string.format("%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-" ..
+                             "%02x%02x%02x%02x%02x%02x",
+                             (unpack or table.unpack)(b))
+    return id
 end
 
 --- Settle the node id: read <prefix>/node.id, or create it.

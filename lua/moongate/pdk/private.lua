@@ -205,7 +205,7 @@ local headers_mt = {
         if type(k) == "string" then
             local n = norm_name(k)
             if n ~= k then
-                return rawget(t, n)
+                return (rawget(t, n))
             end
         end
         return nil

@@ -71,19 +71,19 @@ end
 --- "http" or "https"
 function _M.get_scheme()
     local ctx = check(REQ)
-    return lower(memo(ctx, "m_scheme", C.mg_lua_req_scheme))
+    return (lower(memo(ctx, "m_scheme", C.mg_lua_req_scheme)))
 end
 
 --- The host the client asked for, lower-case, without port.
 function _M.get_host()
     local ctx = check(REQ)
-    return lower(memo(ctx, "m_host", C.mg_lua_req_host))
+    return (lower(memo(ctx, "m_host", C.mg_lua_req_host)))
 end
 
 --- The port the request arrived on (the server's).
 function _M.get_port()
     local ctx = check(REQ)
-    return C.mg_lua_req_port(ctx.r)
+    return (C.mg_lua_req_port(ctx.r))
 end
 
 --- The path as sent by the client, without the query.
@@ -155,7 +155,7 @@ end
 --- When the request started, in milliseconds since the epoch.
 function _M.get_start_time()
     local ctx = check(REQ)
-    return C.mg_lua_req_start_time(ctx.r) * 1000
+    return (C.mg_lua_req_start_time(ctx.r) * 1000)
 end
 
 -- headers -------------------------------------------------------------------
@@ -170,17 +170,11 @@ function _M.get_header(name)
     if mods or ctx.req_headers then
         return P.first(P.req_headers(ctx), mods, name)
     end
-    -- the first lookup of a request, nothing changed yet: find the header
-    -- without building the whole list (a string only for names of the
-    -- same length); later lookups build it once (P.req_headers)
+    -- nothing changed yet: the core finds the header (one call, one
+    -- string); with changes, the list is built once (P.req_headers)
     local lname = norm_name(name)
-    local len = #lname
-    local r = ctx.r
-    for i = 0, C.mg_lua_req_header_count(r) - 1 do
-        if C.mg_lua_req_header_at(r, i, sp, sn, vp, vn) == OK
-           and sn[0] == len and lower(str(sp[0], len)) == lname then
-            return str(vp[0], vn[0])
-        end
+    if C.mg_lua_req_header_find(ctx.r, lname, #lname, vp, vn) == OK then
+        return str(vp[0], vn[0])
     end
     return nil
 end
@@ -236,7 +230,7 @@ function _M.get_forwarded_scheme()
     local ctx = check(REQ)
     local v = fwd(ctx, "x-forwarded-proto")
     if v then
-        return lower(v)
+        return (lower(v))
     end
     return _M.get_scheme()
 end
@@ -251,7 +245,7 @@ function _M.get_forwarded_host()
         else
             v = match(v, "^([^:]+)") or v
         end
-        return lower(v)
+        return (lower(v))
     end
     return _M.get_host()
 end
@@ -271,7 +265,7 @@ function _M.get_forwarded_port()
             return p
         end
     end
-    return C.mg_lua_req_port(ctx.r)
+    return (C.mg_lua_req_port(ctx.r))
 end
 
 --- X-Forwarded-Path when trusted, else the raw path.

@@ -244,14 +244,14 @@ local function error_body(kind, message)
     if kind == "json" then
         return P.json.encode({ message = message })
     elseif kind == "html" then
-        return format('<!doctype html>\n<html>\n  <head>\n    <meta ' ..
-                      'charset="utf-8">\n    <title>Error</title>\n  ' ..
-                      '</head>\n  <body>\n    <h1>Error</h1>\n    <p>%s.' ..
-                      '</p>\n  </body>\n</html>\n', escape_markup(message))
+        return (format('<!doctype html>\n<html>\n  <head>\n    <meta ' ..
+                       'charset="utf-8">\n    <title>Error</title>\n  ' ..
+                       '</head>\n  <body>\n    <h1>Error</h1>\n    <p>%s.' ..
+                       '</p>\n  </body>\n</html>\n', escape_markup(message)))
     elseif kind == "xml" then
-        return format('<?xml version="1.0" encoding="UTF-8"?>\n<error>\n' ..
-                      '  <message>%s</message>\n</error>\n',
-                      escape_markup(message))
+        return (format('<?xml version="1.0" encoding="UTF-8"?>\n<error>\n' ..
+                       '  <message>%s</message>\n</error>\n',
+                       escape_markup(message)))
     end
     return message .. "\n"
 end
@@ -320,7 +320,7 @@ function _M.get_raw_body()
         buf[#buf + 1] = chunk
     end
     if eof then
-        return table.concat(buf or {})
+        return (table.concat(buf or {}))
     end
     ctx.chunk = ""
     ctx.chunk_changed = true

@@ -253,7 +253,7 @@ local function multipart(args, boundary)
         end
     end
     out[#out + 1] = "--" .. boundary .. "--\r\n"
-    return concat(out)
+    return (concat(out))
 end
 
 --- The body from a table, encoded by `mimetype` or the request's
@@ -332,7 +332,7 @@ function response.get_headers(max_headers)
     local ctx = check(RESP)
     max_headers = P.check_max(max_headers, "max_headers", 100)
     if not from_service(ctx) then
-        return setmetatable({}, P.headers_mt)
+        return (setmetatable({}, P.headers_mt))
     end
     return P.headers_table(P.resp_headers(ctx), nil, max_headers)
 end
