@@ -31,6 +31,90 @@ mg_yaml_json_fail(char *err, size_t errlen, const char *msg)
     return MG_ERROR;
 }
 
+typedef struct {
+    const char  *key;
+    size_t       len;
+    size_t       line;
+} mg_yaml_key_t;
+
+static int
+mg_yaml_key_cmp(const void *a, const void *b)
+{
+    const mg_yaml_key_t *x = a, *y = b;
+    size_t               n = x->len < y->len ? x->len : y->len;
+    int                  c = memcmp(x->key, y->key, n);
+
+    if (c != 0) {
+        return c;
+    }
+    if (x->len != y->len) {
+        return x->len < y->len ? -1 : 1;
+    }
+    return x->line < y->line ? -1 : x->line > y->line;
+}
+
+/*
+ * A mapping that repeats a key is refused, as the C loader refuses it
+ * (mg_decl_pair): libyaml keeps both pairs and JSON would keep the last,
+ * so `moongate check` and POST /config would disagree on the file.
+ * Sorting the keys of each mapping keeps a huge mapping from costing
+ * n^2 compares.
+ */
+static int
+mg_yaml_dup_keys(yaml_document_t *doc, char *msg, size_t msglen)
+{
+    yaml_node_t      *n, *k;
+    yaml_node_pair_t *p;
+    mg_yaml_key_t    *keys = NULL, *nk;
+    size_t            cap = 0, cnt, i;
+    int               rc = MG_OK;
+
+    for (n = doc->nodes.start; n < doc->nodes.top && rc == MG_OK; n++) {
+        if (n->type != YAML_MAPPING_NODE) {
+            continue;
+        }
+        cnt = 0;
+        for (p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top;
+             p++)
+        {
+            k = yaml_document_get_node(doc, p->key);
+            if (k == NULL || k->type != YAML_SCALAR_NODE) {
+                continue;           /* the encoder refuses those */
+            }
+            if (cnt == cap) {
+                cap = cap ? cap * 2 : 64;
+                if ((nk = realloc(keys, cap * sizeof(*keys))) == NULL) {
+                    snprintf(msg, msglen, "out of memory");
+                    rc = MG_ERROR;
+                    break;
+                }
+                keys = nk;
+            }
+            keys[cnt].key = (const char *) k->data.scalar.value;
+            keys[cnt].len = k->data.scalar.length;
+            keys[cnt].line = k->start_mark.line + 1;
+            cnt++;
+        }
+        if (rc != MG_OK || cnt < 2) {
+            continue;
+        }
+        qsort(keys, cnt, sizeof(*keys), mg_yaml_key_cmp);
+        for (i = 1; i < cnt; i++) {
+            if (keys[i].len == keys[i - 1].len
+                && memcmp(keys[i].key, keys[i - 1].key, keys[i].len) == 0)
+            {
+                snprintf(msg, msglen, "duplicate key '%.*s' (line %zu)",
+                         (int) (keys[i].len > 64 ? 64 : keys[i].len),
+                         keys[i].key, keys[i].line);
+                rc = MG_ERROR;
+                break;
+            }
+        }
+    }
+    free(keys);
+    return rc;
+}
+
 int
 mg_lua_yaml_to_json(const char *text, size_t len, char **out,
                     size_t *outlen, char *err, size_t errlen)
@@ -76,6 +160,12 @@ mg_lua_yaml_to_json(const char *text, size_t len, char **out,
         yaml_parser_delete(&parser);
         free(copy);
         return MG_ERROR;
+    }
+    if (mg_yaml_dup_keys(&doc, msg, sizeof(msg)) != MG_OK) {
+        yaml_document_delete(&doc);
+        yaml_parser_delete(&parser);
+        free(copy);
+        return mg_yaml_json_fail(err, errlen, msg);
     }
     root = yaml_document_get_root_node(&doc);
     if (root == NULL) {

@@ -164,4 +164,21 @@ describe("Admin API (database = off)", function()
     assert.equals(200, res.status)
     assert.matches("c1", j.config)
   end)
+
+  it("refuses a file that repeats a key, as moongate check does", function()
+    local text = "_format_version: \"3.0\"\nservices:\n- name: c2\n" ..
+                 "  url: http://127.0.0.1:9\n  name: c3\n"
+    local res, j = admin_req(gw, "POST", "/config", { config = text })
+    assert.equals(400, res.status)
+    assert.matches("duplicate key 'name'", j.message, 1, true)
+    res = admin_req(gw, "GET", "/services/c3")
+    assert.equals(404, res.status)
+    res = admin_req(gw, "GET", "/services/c1")
+    assert.equals(200, res.status)      -- the previous config stands
+    local path = H.new_prefix("dupkey") .. "/dup.yml"
+    H.write_file(path, text)
+    local rc, out = H.moongate({ "check", path })
+    assert.not_equals(0, rc)
+    assert.matches("duplicate key", out, 1, true)
+  end)
 end)

@@ -238,10 +238,46 @@ test_errors(void)
        "two documents: an error or the first one (%s)", r ? r : err);
 }
 
+/* repeated keys are refused, as the C loader refuses them */
+static void
+test_duplicates(void)
+{
+    const char *r;
+    char        big[64 * 1024], *p;
+    int         i;
+
+    r = j("a: 1\nb: 2\na: 3\n");
+    ok(r == NULL && strstr(err, "duplicate key 'a'")
+       && strstr(err, "line 3"), "a repeated key: %s", r ? r : err);
+    r = j("services:\n  - name: s\n    url: http://x\n    name: t\n");
+    ok(r == NULL && strstr(err, "duplicate key 'name'")
+       && strstr(err, "line 4"), "in a nested mapping: %s", r ? r : err);
+    r = j("{\"a\": 1, \"a\": 2}");
+    ok(r == NULL && strstr(err, "duplicate key 'a'"), "in JSON: %s",
+       r ? r : err);
+    conv("a: {x: 1}\nb: {x: 1}\n", "{\"a\":{\"x\":1},\"b\":{\"x\":1}}",
+         "the same key in two mappings is fine");
+    conv("ab: 1\na: 2\nabc: 3\n", "{\"ab\":1,\"a\":2,\"abc\":3}",
+         "keys that share a prefix are not duplicates");
+    conv("x: &m {k: 1}\ny: *m\n", "{\"x\":{\"k\":1},\"y\":{\"k\":1}}",
+         "an alias of a mapping is not a duplicate");
+
+    /* a mapping of 4,000 keys, the last one repeating the first */
+    p = big;
+    for (i = 0; i < 4000; i++) {
+        p += sprintf(p, "k%d: %d\n", i, i);
+    }
+    sprintf(p, "k0: 0\n");
+    r = j(big);
+    ok(r == NULL && strstr(err, "duplicate key 'k0'"),
+       "a large mapping: %s", r ? "accepted" : err);
+}
+
 int
 main(void)
 {
     test_typing();
+    test_duplicates();
     test_json();
     test_keys();
     test_bombs();
