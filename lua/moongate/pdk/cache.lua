@@ -477,13 +477,9 @@ end
 
 -- L2 -----------------------------------------------------------------------
 
--- Read key from L2 and copy a fresh value into L1.  Returns
---   value, nil, 2 | 4      a fresh value (4: a resurrected one)
---   value, nil, "stale"    expired but not evicted (for resurrect_ttl)
---   nil                    absent, or loaded under another version
---   nil, err
-local function l2_get(self, key, l1_serializer)
-    local raw, flags, went_stale = self.dict:get_stale(key)
+-- An L2 entry's load time, ttl and value when it was loaded under the
+-- running version; nil when absent or of another version; nil, err.
+local function l2_entry(self, raw)
     if type(raw) ~= "string" then
         return nil
     end
@@ -494,6 +490,20 @@ local function l2_get(self, key, l1_serializer)
     end
     if version ~= self.version or not at or not ttl then
         return nil
+    end
+    return at, ttl, value
+end
+
+-- Read key from L2 and copy a fresh value into L1.  Returns
+--   value, nil, 2 | 4      a fresh value (4: a resurrected one)
+--   value, nil, "stale"    expired but not evicted (for resurrect_ttl)
+--   nil                    absent, or loaded under another version
+--   nil, err
+local function l2_get(self, key, l1_serializer)
+    local raw, flags, went_stale = self.dict:get_stale(key)
+    local at, ttl, value = l2_entry(self, raw)
+    if not at then
+        return nil, ttl
     end
     if went_stale then
         return value, nil, "stale"
@@ -770,17 +780,9 @@ function Cache:probe(key)
         end
         return it[2] == 0 and 0 or (it[2] - now()), nil, v
     end
-    local raw = self.dict:get(key)
-    if type(raw) ~= "string" then
-        return nil
-    end
-    local version, at, ttl, value = entry_decode(raw)
-    if not version then
-        return nil, "could not deserialize value after lua_shared_dict " ..
-                    "retrieval: " .. tostring(at)
-    end
-    if version ~= self.version or not at or not ttl then
-        return nil
+    local at, ttl, value = l2_entry(self, self.dict:get(key))
+    if not at then
+        return nil, ttl
     end
     if ttl == 0 then
         return 0, nil, value
