@@ -709,6 +709,194 @@ describe("admin API", function()
         end)
     end)
 
+    describe("nested endpoints, every method", function()
+        local svc, other, route
+
+        before_each(function()
+            svc = call("POST", "/services", { body = { name = "svc",
+                host = "up.test" } }).json
+            other = call("POST", "/services", { body = { name = "other",
+                host = "o.test" } }).json
+            route = call("POST", "/services/svc/routes", { body = {
+                name = "r1", paths = { "/r1" } } }).json
+        end)
+
+        it("PUT /services/{s}/routes/{r} creates and replaces there",
+           function()
+            local res = call("PUT", "/services/svc/routes/r2",
+                             { body = { paths = { "/r2" } } })
+            assert.equals(200, res.status)
+            assert.equals("r2", res.json.name)
+            assert.same({ id = svc.id }, res.json.service)
+            res = call("PUT", "/services/svc/routes/" .. route.id,
+                       { body = { name = "r1", paths = { "/new" } } })
+            assert.equals(200, res.status)
+            assert.equals(route.id, res.json.id)
+            assert.same({ "/new" }, res.json.paths)
+            assert.same({ id = svc.id }, res.json.service)
+            -- the service in the URL wins over the body's
+            res = call("PUT", "/services/svc/routes/r3", { body = {
+                paths = { "/r3" }, service = { id = other.id } } })
+            assert.same({ id = svc.id }, res.json.service)
+            -- a route of another service is taken over (no check)
+            call("POST", "/services/other/routes", { body = { name = "o1",
+                paths = { "/o1" } } })
+            res = call("PUT", "/services/svc/routes/o1",
+                       { body = { paths = { "/o2" } } })
+            assert.equals(200, res.status)
+            assert.same({ id = svc.id }, res.json.service)
+            res = call("PUT", "/services/nope/routes/r4",
+                       { body = { paths = { "/x" } } })
+            assert.equals(404, res.status)
+            assert.same({ message = "Not found" }, res.json)
+            assert.equals(404, call("GET", "/routes/r4").status)
+            res = call("PUT", "/services/svc/routes/r5",
+                       { body = { regex_priority = "x" } })
+            assert.equals(400, res.status)
+            assert.equals(2, res.json.code)
+        end)
+
+        it("GET, PATCH and DELETE of a child check its parent", function()
+            call("POST", "/services/other/routes", { body = { name = "o1",
+                paths = { "/o1" } } })
+            for _, m in ipairs { "GET", "PATCH", "DELETE" } do
+                local o = m == "PATCH" and { body = { paths = { "/x" } } }
+                          or nil
+                local res = call(m, "/services/svc/routes/o1", o)
+                assert.equals(404, res.status, m)
+                assert.same({ message = "Not found" }, res.json)
+                assert.equals(404, call(m, "/services/nope/routes/r1",
+                                        o).status, m)
+                assert.equals(404, call(m, "/services/svc/routes/nope",
+                                        o).status, m)
+            end
+            assert.same({ "/o1" }, call("GET", "/routes/o1").json.paths)
+            -- PATCH keeps the child under the parent unless it names one
+            local res = call("PATCH", "/services/svc/routes/r1",
+                             { body = { strip_path = false } })
+            assert.equals(200, res.status)
+            assert.is_false(res.json.strip_path)
+            assert.same({ id = svc.id }, res.json.service)
+            res = call("PATCH", "/services/svc/routes/r1",
+                       { body = { service = { id = other.id } } })
+            assert.equals(200, res.status)
+            assert.same({ id = other.id }, res.json.service)
+            res = call("PATCH", "/services/other/routes/r1",
+                       { body = { regex_priority = "x" } })
+            assert.equals(400, res.status)
+            assert.equals(2, res.json.code)
+            res = call("DELETE", "/services/other/routes/" .. route.id)
+            assert.equals(204, res.status)
+            assert.is_nil(res.raw)
+            assert.equals(404, call("GET", "/routes/r1").status)
+        end)
+
+        it("POST under a parent: the parent from the URL", function()
+            local res = call("POST", "/services/svc/routes", { body = {
+                name = "rx", paths = { "/x" },
+                service = { id = other.id } } })
+            assert.equals(201, res.status)
+            assert.same({ id = svc.id }, res.json.service)
+            res = call("POST", "/services/" .. svc.id .. "/routes",
+                       { body = { regex_priority = "x" } })
+            assert.equals(400, res.status)
+            assert.equals(2, res.json.code)
+            res = call("POST", "/services/nope/routes",
+                       { body = { paths = { "/n" } } })
+            assert.same({ message = "Not found" }, res.json)
+        end)
+
+        it("nested lists: parent first, then size; next drops size/tags",
+           function()
+            for i = 2, 3 do
+                call("POST", "/services/svc/routes", { body = {
+                    name = "r" .. i, paths = { "/r" .. i },
+                    tags = { "t" } } })
+            end
+            -- (the double's tag filter needs every row tagged)
+            call("PATCH", "/routes/r1", { body = { tags = { "u" } } })
+            local res = call("GET", "/services/svc/routes?size=1")
+            assert.equals(200, res.status)
+            assert.equals(1, #res.json.data)
+            assert.equals("2", res.json.offset)
+            assert.equals("/services/svc/routes?offset=2", res.json.next)
+            res = call("GET", "/services/" .. svc.id ..
+                              "/routes?size=1&tags=t")
+            assert.equals("r2", res.json.data[1].name)
+            assert.equals("/services/" .. svc.id .. "/routes?offset=2",
+                          res.json.next)
+            res = call("GET", "/services/svc/routes?offset=2")
+            assert.equals(2, #res.json.data)
+            assert.equals(null, res.json.next)
+            res = call("GET", "/services/svc/routes?size=abc")
+            assert.equals(400, res.status)
+            assert.same({ code = 9, name = "invalid size",
+                          message = "size must be a number" }, res.json)
+            res = call("GET", "/services/svc/routes?tags=a/b,c")
+            assert.equals(400, res.status)
+            assert.equals(11, res.json.code)
+            assert.equals(404, call("GET",
+                                    "/services/nope/routes?size=abc").status)
+            res = call("GET", "/services/svc/routes?offset=zz")
+            assert.equals(400, res.status)
+            assert.equals(7, res.json.code)
+            res = call("GET", "/services?offset=zz")
+            assert.equals(400, res.status)
+            assert.equals(7, res.json.code)
+            -- a DAO that cannot page by the foreign key: 500, after size
+            admin.state().db.routes.page_for_service = nil
+            res = call("GET", "/services/svc/routes")
+            assert.equals(500, res.status)
+            assert.same({ message = "An unexpected error occurred" },
+                        res.json)
+            assert.equals(400, call("GET",
+                                    "/services/svc/routes?size=0").status)
+            assert.equals(404, call("GET", "/services/nope/routes").status)
+        end)
+
+        it("/routes/{r}/service: PUT replaces, or creates and links",
+           function()
+            local res = call("PUT", "/routes/r1/service", { body = {
+                name = "svc", host = "new.test" } })
+            assert.equals(200, res.status)
+            assert.equals(svc.id, res.json.id)
+            assert.equals("new.test", res.json.host)
+            call("POST", "/routes", { body = { name = "lone",
+                                               paths = { "/l" } } })
+            for _, m in ipairs { "GET", "PATCH", "DELETE" } do
+                res = call(m, "/routes/lone/service",
+                           { body = { port = 1 } })
+                assert.equals(404, res.status, m)
+                assert.same({ message = "Not found" }, res.json)
+            end
+            res = call("PUT", "/routes/lone/service", { body = {
+                name = "made", host = "m.test" } })
+            assert.equals(200, res.status)
+            assert.equals("made", res.json.name)
+            assert.equals("made",
+                          call("GET", "/routes/lone/service").json.name)
+            assert.same({ id = res.json.id },
+                        call("GET", "/routes/lone").json.service)
+            for _, m in ipairs { "GET", "PUT", "PATCH", "DELETE" } do
+                assert.equals(404, call(m, "/routes/nope/service",
+                                        { body = { port = 1 } }).status, m)
+            end
+            res = call("PATCH", "/routes/r1/service",
+                       { body = { port = "x" } })
+            assert.equals(400, res.status)
+            assert.equals(2, res.json.code)
+            res = call("PUT", "/routes/lone/service",
+                       { body = { port = "x" } })
+            assert.equals(400, res.status)
+            -- the service a route points to is gone
+            assert.equals(204, call("DELETE", "/services/svc").status)
+            assert.equals(404, call("GET", "/routes/r1/service").status)
+            assert.equals(404, call("PATCH", "/routes/r1/service",
+                                    { body = { port = 1 } }).status)
+            assert.equals(405, call("DELETE", "/routes/r1/service").status)
+        end)
+    end)
+
     describe("OPTIONS and HEAD", function()
         it("OPTIONS lists the methods", function()
             local res = call("OPTIONS", "/services")
@@ -738,6 +926,48 @@ describe("admin API with database = off", function()
         res = call("DELETE", "/routes/x")
         assert.equals("cannot remove 'routes' entities when not using a " ..
                       "database", res.json.message)
+    end)
+
+    it("refuses nested writes after finding what the URL names",
+       function()
+        local _, data = setup(true)
+        local sid = "6f1f2f3f-0000-4000-8000-000000000001"
+        data.services[1] = { id = sid, name = "svc", host = "h.test",
+                             port = 80, protocol = "http", enabled = true }
+        data.routes[1] = { id = "6f1f2f3f-0000-4000-8000-000000000002",
+                           name = "r1", service = { id = sid },
+                           paths = { "/r" } }
+        local function refused(m, path, what)
+            local res = call(m, path, { body = { paths = { "/p" } } })
+            assert.equals(405, res.status, m .. " " .. path)
+            assert.same({ code = 12, name = "operation unsupported",
+                          message = "cannot " .. what .. " entities " ..
+                                    "when not using a database" },
+                        res.json)
+        end
+        local function missing(m, path)
+            local res = call(m, path, { body = { paths = { "/p" } } })
+            assert.equals(404, res.status, m .. " " .. path)
+        end
+        missing("POST", "/services/nope/routes")
+        refused("POST", "/services/svc/routes", "create 'routes'")
+        missing("PUT", "/services/nope/routes/r1")
+        refused("PUT", "/services/svc/routes/r1", "create or update 'routes'")
+        missing("PATCH", "/services/svc/routes/nope")
+        refused("PATCH", "/services/svc/routes/r1", "update 'routes'")
+        missing("DELETE", "/services/svc/routes/nope")
+        refused("DELETE", "/services/svc/routes/r1", "remove 'routes'")
+        -- top-level writes are refused before any lookup
+        refused("PATCH", "/services/nope", "update 'services'")
+        refused("PUT", "/services/nope", "create or update 'services'")
+        refused("DELETE", "/services/nope", "remove 'services'")
+        missing("PATCH", "/routes/nope/service")
+        refused("PATCH", "/routes/r1/service", "update 'services'")
+        missing("PUT", "/routes/nope/service")
+        refused("PUT", "/routes/r1/service", "create or update 'services'")
+        assert.equals(405, call("DELETE", "/routes/r1/service").status)
+        assert.equals("r1", call("GET", "/services/svc/routes/r1").json.name)
+        assert.equals("svc", call("GET", "/routes/r1/service").json.name)
     end)
 
     it("reads, and is not ready without a config", function()
@@ -811,6 +1041,37 @@ describe_db("admin API over moongate.db and store.fake()", function()
             port = 81 } }).status)
         assert.equals(204, call("DELETE", "/routes/r1").status)
         assert.equals(204, call("DELETE", "/routes/r1").status)
+        assert.equals(404, call("GET", "/routes/r1").status)
+    end)
+
+    it("nested PUT, PATCH and DELETE through the right parent only",
+       function()
+        call("POST", "/services", { body = { name = "s1", host = "a.test" } })
+        call("POST", "/services", { body = { name = "s2", host = "b.test" } })
+        local res = call("POST", "/services/s1/routes",
+                         { body = { name = "r1", paths = { "/r" } } })
+        local s1 = res.json.service
+        res = call("PUT", "/services/s1/routes/r2",
+                   { body = { paths = { "/r2" } } })
+        assert.equals(200, res.status)
+        assert.equals("r2", res.json.name)
+        assert.same(s1, res.json.service)
+        assert.equals(404, call("DELETE", "/services/s2/routes/r1").status)
+        assert.equals(404, call("PATCH", "/services/s2/routes/r1",
+                                { body = { paths = { "/x" } } }).status)
+        res = call("GET", "/services/s1/routes?size=1")
+        assert.matches("^/services/s1/routes%?offset=[^&]+$", res.json.next)
+        res = call("PATCH", "/routes/r1/service", { body = { port = 82 } })
+        assert.equals(200, res.status)
+        assert.equals(82, res.json.port)
+        res = call("PUT", "/services/s9", { body = { host = "c.test" } })
+        assert.equals(200, res.status)
+        assert.equals("s9", res.json.name)
+        res = call("PATCH", "/services/nope", { body = { port = 1 } })
+        assert.equals(404, res.status)
+        assert.equals(6, res.json.code)
+        assert.equals(204, call("DELETE", "/services/nope").status)
+        assert.equals(204, call("DELETE", "/services/s1/routes/r1").status)
         assert.equals(404, call("GET", "/routes/r1").status)
     end)
 end)

@@ -11,6 +11,18 @@
 -- (S' = admin_api_nested_name or the path name).  `:S` is an id, or the
 -- schema's endpoint_key (a service's name, a consumer's username).
 --
+-- The routes differ by data, not code.  Each route gets a scope -- the
+-- DAO and schema of S and, on a nested route, of its parent F and the
+-- field f -- and a kind: a table of method -> { lookup, handler }
+-- (COLLECTION, ENTITY, CHILD, PARENT, at the end of this file).  The
+-- lookup finds what the URL names and answers 404 (or Kong's error) when
+-- it is not there; the handler does the rest.  /S and /F/:F/S' are one
+-- kind, and /S/:S and /F/:F/S'/:S share GET and PUT: the few functions
+-- that tell top level from nested (parent_of, fill, find_entity,
+-- can_page, page_of, next_link) look at whether the scope has a parent.
+-- Where Kong's answers really differ -- PATCH and DELETE by URL key
+-- against a child's, and the parent route /S/:S/f -- the handlers do too.
+--
 -- A handler is `fn(req) -> status, body[, headers]`; moongate.admin sends
 -- the answer.  Errors from the DAO (`nil, err, err_t`) become Kong's
 -- statuses and bodies (handle_error).  In database = off every write is
@@ -23,6 +35,8 @@
 -- Rejected: calling kong.response.exit inside the handlers, as Kong's do
 -- -- the exit unwinds through error(), and every pcall between here and the
 -- dispatcher would have to tell it apart from a real failure.
+-- Rejected: a generator per kind of route, each with its own lookups,
+-- paging and writes -- the same checks stood in them up to eight times.
 
 local args = require "moongate.admin.args"
 local json = require "moongate.admin.json"
@@ -33,6 +47,9 @@ local pairs = pairs
 local ipairs = ipairs
 local tonumber = tonumber
 local tostring = tostring
+local floor = math.floor
+local find = string.find
+local gmatch = string.gmatch
 local format = string.format
 local escape_uri = codec.escape_uri
 
@@ -276,63 +293,78 @@ local function insert(req, dao, body)
     return dao:insert(body, opts_of())
 end
 
--- list options: size (1..1000, default 100), offset, tags ("a,b": all
--- of them, "a/b": any of them)
+-- the first value of a repeated query argument
+local function first(v)
+    if type(v) == "table" then
+        return v[1]
+    end
+    return v
+end
 
+local function invalid_size(message)
+    return { code = CODES.INVALID_SIZE, name = "invalid size",
+             message = message }
+end
+
+-- ?size -> n | nil, err_t
+local function page_size(q)
+    local size = first(q.size)
+    if size == nil then
+        return 100
+    end
+    local n = tonumber(size)
+    if not n then
+        return nil, invalid_size("size must be a number")
+    end
+    if n < 1 or n > 1000 or n ~= floor(n) then
+        return nil, invalid_size("size must be an integer between 1 and 1000")
+    end
+    return n
+end
+
+local function split(s, pattern)
+    local list = {}
+    for t in gmatch(s, pattern) do
+        list[#list + 1] = t
+    end
+    return list
+end
+
+-- ?tags -> the tags and "and" | "or"; nil, err_t for both "," and "/"
+local function tag_filter(tags)
+    if find(tags, "/", 1, true) and not find(tags, ",", 1, true) then
+        return split(tags, "[^/]+"), "or"
+    elseif not find(tags, "/", 1, true) then
+        return split(tags, "[^,]+"), "and"
+    end
+    return nil, { code = CODES.INVALID_OPTIONS, name = "invalid options",
+                  message = "invalid option (tags: invalid filter syntax)",
+                  fields = { tags = "invalid filter syntax" } }
+end
+
+--- A list request's paging: size (1..1000, default 100), offset, tags
+-- ("a,b": all of them, "a/b": any of them) -> size, offset, DAO options;
+-- nil, err_t for a size or tags Kong refuses.
 local function page_options(req, schema)
     local q = req.query
-    local size = q.size
-    if type(size) == "table" then
-        size = size[1]
+    local size, err_t = page_size(q)
+    if not size then
+        return nil, err_t
     end
-    if size ~= nil then
-        local n = tonumber(size)
-        if not n then
-            return nil, { code = CODES.INVALID_SIZE, name = "invalid size",
-                          message = "size must be a number" }
-        end
-        if n < 1 or n > 1000 or n ~= math.floor(n) then
-            return nil, { code = CODES.INVALID_SIZE, name = "invalid size",
-                          message = "size must be an integer between 1 " ..
-                                    "and 1000" }
-        end
-        size = n
-    end
-    local offset = q.offset
-    if type(offset) == "table" then
-        offset = offset[1]
-    end
+    local offset = first(q.offset)
     if offset == true then
         offset = nil
     end
     local o = opts_of()
-    local tags = q.tags
-    if type(tags) == "table" then
-        tags = tags[1]
-    end
+    local tags = first(q.tags)
     if type(tags) == "string" and schema.fields and schema.fields.tags then
-        local list = {}
-        if string.find(tags, "/", 1, true) and
-           not string.find(tags, ",", 1, true) then
-            for t in string.gmatch(tags, "[^/]+") do
-                list[#list + 1] = t
-            end
-            o.tags_cond = "or"
-        elseif not string.find(tags, "/", 1, true) then
-            for t in string.gmatch(tags, "[^,]+") do
-                list[#list + 1] = t
-            end
-            o.tags_cond = "and"
-        else
-            return nil, { code = CODES.INVALID_OPTIONS,
-                          name = "invalid options",
-                          message = "invalid option (tags: invalid filter " ..
-                                    "syntax)",
-                          fields = { tags = "invalid filter syntax" } }
+        local list, cond = tag_filter(tags)
+        if not list then
+            return nil, cond
         end
-        o.tags = list
+        o.tags, o.tags_cond = list, cond
     end
-    return size or 100, offset, o
+    return size, offset, o
 end
 _M.page_options = page_options
 
@@ -385,351 +417,374 @@ local function nested_name(schema)
            schema.name
 end
 
--- handlers ---------------------------------------------------------------
+-- what a URL names -------------------------------------------------------
 
-local function collection(db, schema, fschema, fname)
-    local dao = db[schema.name]
-    local h = {}
-
-    if not fschema then
-        h.GET = function(req)
-            local size, offset, opts = page_options(req, schema)
-            if not size then
-                return _M.handle_error(offset)
-            end
-            local rows, err, err_t, next_offset =
-                dao:page(size, offset, opts)
-            if not rows then
-                return _M.handle_error(err_t, err)
-            end
-            local q = req.query
-            local extra = ""
-            local tags = type(q.tags) == "table" and q.tags[1] or q.tags
-            if type(tags) == "string" then
-                extra = extra .. "&tags=" .. escape_uri(tags)
-            end
-            local size_arg = type(q.size) == "table" and q.size[1] or q.size
-            if size_arg ~= nil and size_arg ~= true then
-                extra = extra .. "&size=" .. tostring(size_arg)
-            end
-            return 200, {
-                data = present_list(req, schema, rows),
-                offset = next_offset,
-                next = next_offset and format("/%s?offset=%s%s",
-                    path_name(schema), escape_uri(tostring(next_offset)),
-                    extra) or null,
-            }
-        end
-        h.POST = function(req)
-            local row, err, err_t = insert(req, dao, body_for(req, schema))
-            if not row then
-                return _M.handle_error(err_t, err)
-            end
-            return 201, _M.present(req, schema, row)
-        end
-        return h
-    end
-
-    local fdao = db[fschema.name]
-    local pname = fschema.name
-
-    h.GET = function(req)
-        local parent, err, err_t = select_key(fdao, req.params[pname])
-        if err_t or err then
-            return _M.handle_error(err_t, err)
-        end
-        if not parent then
-            return 404, NOT_FOUND
-        end
-        local size, offset, opts = page_options(req, schema)
-        if not size then
-            return _M.handle_error(offset)
-        end
-        local method = dao["page_for_" .. fname]
-        if not method then
-            return 500, UNEXPECTED
-        end
-        local rows, next_offset
-        rows, err, err_t, next_offset = method(dao, pk_of(fschema, parent),
-                                               size, offset, opts)
-        if not rows then
-            return _M.handle_error(err_t, err)
-        end
-        return 200, {
-            data = present_list(req, schema, rows),
-            offset = next_offset,
-            next = next_offset and format("/%s/%s/%s?offset=%s",
-                path_name(fschema), escape_uri(req.params[pname]),
-                nested_name(schema), escape_uri(tostring(next_offset)))
-                or null,
-        }
-    end
-
-    h.POST = function(req)
-        local parent, err, err_t = select_key(fdao, req.params[pname])
-        if err_t or err then
-            return _M.handle_error(err_t, err)
-        end
-        if not parent then
-            return 404, NOT_FOUND
-        end
-        local body = body_for(req, schema)
-        body[fname] = pk_of(fschema, parent)
-        local row
-        row, err, err_t = insert(req, dao, body)
-        if not row then
-            return _M.handle_error(err_t, err)
-        end
-        return 201, _M.present(req, schema, row)
-    end
-    return h
+-- A route serves one entity S (its DAO, its schema, its `:S` parameter),
+-- at the top level or under a parent F through S's foreign field f: a
+-- scope is that row of data, and the handlers below read it.
+local function scope(db, schema, fschema, fname)
+    return {
+        dao = db[schema.name], schema = schema, name = schema.name,
+        fdao = fschema and db[fschema.name], fschema = fschema,
+        fname = fname,
+    }
 end
-_M.collection = collection
 
--- /S/:S
-local function entity(db, schema)
-    local dao = db[schema.name]
-    local name = schema.name
-    local h = {}
-    h.GET = function(req)
-        local row, err, err_t = select_key(dao, req.params[name])
-        if err_t or err then
-            return _M.handle_error(err_t, err)
-        end
-        if not row then
-            return 404, NOT_FOUND
-        end
-        return 200, _M.present(req, schema, row)
+-- A DAO answer -> the row, or nil and the answer to send: Kong's error,
+-- else 404.
+local function found(row, err, err_t)
+    if err_t or err then
+        return nil, _M.handle_error(err_t, err)
     end
-    h.PUT = function(req)
-        local row, err, err_t = write_key(req, dao, "upsert",
-                                          req.params[name],
-                                          body_for(req, schema))
-        return answer(req, schema, 200, row, err, err_t)
+    if not row then
+        return nil, 404, NOT_FOUND
     end
-    h.PATCH = function(req)
-        local row, err, err_t = write_key(req, dao, "update",
-                                          req.params[name],
-                                          body_for(req, schema))
-        return answer(req, schema, 200, row, err, err_t)
+    return row
+end
+
+-- the S of /S/:S... -> row | nil, status, body
+local function named(s, req)
+    return found(select_key(s.dao, req.params[s.name]))
+end
+
+-- the F of /F/:F/S'... -> row | nil, status, body; true at the top level
+local function parent_of(s, req)
+    if not s.fdao then
+        return true
     end
-    h.DELETE = function(req)
-        local ok, err, err_t = write_key(req, dao, "delete",
-                                         req.params[name])
-        if not ok and (err_t or err) then
-            -- Kong answers 204 for what is not there
-            if type(err_t) == "table" and err_t.code == CODES.NOT_FOUND then
-                return 204
-            end
-            return _M.handle_error(err_t, err)
-        end
+    return found(select_key(s.fdao, req.params[s.fschema.name]))
+end
+
+-- The S of /S/:S, or of /F/:F/S'/:S when it belongs to that F -> row,
+-- parent (true at the top level) | nil, status, body.
+local function find_entity(s, req)
+    local parent, status, body = parent_of(s, req)
+    if not parent then
+        return nil, status, body
+    end
+    local row
+    row, status, body = named(s, req)
+    if not row then
+        return nil, status, body
+    end
+    if s.fdao and not same_pk(s.fschema, row[s.fname], parent) then
+        return nil, 404, NOT_FOUND
+    end
+    return row, parent
+end
+
+-- The foreign key f of the S of /S/:S/f -> fk | nil, status, body (404
+-- when S points to no F).
+local function link_of(s, req)
+    local row, status, body = named(s, req)
+    if not row then
+        return nil, status, body
+    end
+    local fk = row[s.fname]
+    if type(fk) ~= "table" then
+        return nil, 404, NOT_FOUND
+    end
+    return fk
+end
+
+-- paging -----------------------------------------------------------------
+
+-- Can the DAO page this collection?  (page_for_f is looked up per call, as
+-- every DAO method is, so a DAO may be changed after generate.)
+local function can_page(s)
+    return not s.fdao or s.dao["page_for_" .. s.fname] ~= nil
+end
+
+-- one page of S, or of the S of parent -> rows, err, err_t, next_offset
+local function page_of(s, parent, size, offset, opts)
+    local dao = s.dao
+    if not s.fdao then
+        return dao:page(size, offset, opts)
+    end
+    return dao["page_for_" .. s.fname](dao, pk_of(s.fschema, parent), size,
+                                       offset, opts)
+end
+
+-- the tags and size a top-level `next` carries on (a nested one has none)
+local function list_args(q)
+    local extra = ""
+    local tags = type(q.tags) == "table" and q.tags[1] or q.tags
+    if type(tags) == "string" then
+        extra = extra .. "&tags=" .. escape_uri(tags)
+    end
+    local size = type(q.size) == "table" and q.size[1] or q.size
+    if size ~= nil and size ~= true then
+        extra = extra .. "&size=" .. tostring(size)
+    end
+    return extra
+end
+
+-- Kong's `next` link to the page at next_offset
+local function next_link(s, req, next_offset)
+    local offset = escape_uri(tostring(next_offset))
+    if s.fdao then
+        return format("/%s/%s/%s?offset=%s", path_name(s.fschema),
+                      escape_uri(req.params[s.fschema.name]),
+                      nested_name(s.schema), offset)
+    end
+    return format("/%s?offset=%s%s", path_name(s.schema), offset,
+                  list_args(req.query))
+end
+
+-- the handlers -----------------------------------------------------------
+
+-- fn(s, req, ...) with what the route's lookup found (see the tables at
+-- the end) -> status, body
+
+-- body pointing to parent through f (under a parent); returns body
+local function fill(s, body, parent)
+    if s.fdao then
+        body[s.fname] = pk_of(s.fschema, parent)
+    end
+    return body
+end
+
+-- Kong's refusal of a write in database = off -> status, body
+local function refuse(schema, op)
+    return _M.handle_error(_M.unsupported(schema, op))
+end
+
+-- a DAO delete's answer: 204, or Kong's error
+local function deleted(ok, err, err_t)
+    if not ok and (err_t or err) then
+        return _M.handle_error(err_t, err)
+    end
+    return 204
+end
+
+-- GET /S, /F/:F/S': a page
+local function list(s, req, parent)
+    local size, offset, opts = page_options(req, s.schema)
+    if not size then
+        return _M.handle_error(offset)
+    end
+    if not can_page(s) then
+        return 500, UNEXPECTED
+    end
+    local rows, err, err_t, next_offset = page_of(s, parent, size, offset,
+                                                  opts)
+    if not rows then
+        return _M.handle_error(err_t, err)
+    end
+    return 200, {
+        data = present_list(req, s.schema, rows),
+        offset = next_offset,
+        next = next_offset and next_link(s, req, next_offset) or null,
+    }
+end
+
+-- POST /S, /F/:F/S': insert, under the parent the URL names
+local function create(s, req, parent)
+    local row, err, err_t = insert(req, s.dao,
+                                   fill(s, body_for(req, s.schema), parent))
+    if not row then
+        return _M.handle_error(err_t, err)
+    end
+    return 201, _M.present(req, s.schema, row)
+end
+
+-- GET /S/:S, /F/:F/S'/:S
+local function show(s, req, row)
+    return 200, _M.present(req, s.schema, row)
+end
+
+-- PUT /S/:S, /F/:F/S'/:S (op "upsert") and PATCH /S/:S ("update"), by the
+-- URL's key: Kong's upsert creates what is not there
+local function write_by_key(op)
+    return function(s, req, parent)
+        local row, err, err_t = write_key(req, s.dao, op, req.params[s.name],
+            fill(s, body_for(req, s.schema), parent))
+        return answer(req, s.schema, 200, row, err, err_t)
+    end
+end
+local upsert_by_key = write_by_key("upsert")
+local update_by_key = write_by_key("update")
+
+-- DELETE /S/:S: refused in database = off before any lookup; 204 for
+-- what is not there, as Kong
+local function delete_by_key(s, req)
+    local ok, err, err_t = write_key(req, s.dao, "delete", req.params[s.name])
+    if type(err_t) == "table" and err_t.code == CODES.NOT_FOUND then
         return 204
     end
-    return h
+    return deleted(ok, err, err_t)
 end
-_M.entity = entity
 
--- /S/:S/f -- the entity S points to through its foreign field f
-local function parent_entity(db, schema, fschema, fname)
-    local dao, fdao = db[schema.name], db[fschema.name]
-    local name = schema.name
+-- PATCH /F/:F/S'/:S: the child stays under F unless the patch names f
+local function update_child(s, req, row, parent)
+    local patch = body_for(req, s.schema)
+    if patch[s.fname] == nil then
+        patch[s.fname] = pk_of(s.fschema, parent)
+    end
+    if req.dbless then
+        return refuse(s.schema, "update")
+    end
+    local updated, err, err_t = s.dao:update(pk_of(s.schema, row), patch,
+                                             opts_of())
+    return answer(req, s.schema, 200, updated, err, err_t)
+end
+
+-- DELETE /F/:F/S'/:S (a child not there was answered 404 by the lookup)
+local function delete_child(s, req, row)
+    if req.dbless then
+        return refuse(s.schema, "delete")
+    end
+    return deleted(s.dao:delete(pk_of(s.schema, row), opts_of()))
+end
+
+-- GET /S/:S/f
+local function show_parent(s, req, fk)
+    local parent, status, body = found(s.fdao:select(pk_of(s.fschema, fk),
+                                                     opts_of()))
+    if not parent then
+        return status, body
+    end
+    return 200, _M.present(req, s.fschema, parent)
+end
+
+-- PATCH /S/:S/f
+local function update_parent(s, req, fk)
+    if req.dbless then
+        return refuse(s.fschema, "update")
+    end
+    local parent, err, err_t = s.fdao:update(pk_of(s.fschema, fk),
+                                             body_for(req, s.fschema),
+                                             opts_of())
+    return answer(req, s.fschema, 200, parent, err, err_t)
+end
+
+-- F created for row, then row pointed to it -> F | nil, err, err_t
+local function create_parent(s, req, row)
+    local parent, err, err_t = s.fdao:insert(body_for(req, s.fschema),
+                                             opts_of())
+    if parent then
+        local _, uerr, uerr_t = s.dao:update(pk_of(s.schema, row), {
+            [s.fname] = pk_of(s.fschema, parent) }, opts_of())
+        if uerr or uerr_t then
+            return nil, uerr, uerr_t
+        end
+    end
+    return parent, err, err_t
+end
+
+-- PUT /S/:S/f: upsert the F the S points to; create it when S points to
+-- none
+local function replace_parent(s, req, row)
+    if req.dbless then
+        return refuse(s.fschema, "upsert")
+    end
+    local fk = row[s.fname]
+    local parent, err, err_t
+    if type(fk) == "table" then
+        parent, err, err_t = s.fdao:upsert(pk_of(s.fschema, fk),
+                                           body_for(req, s.fschema),
+                                           opts_of())
+    else
+        parent, err, err_t = create_parent(s, req, row)
+    end
+    return answer(req, s.fschema, 200, parent, err, err_t)
+end
+
+-- DELETE /S/:S/f: Kong does not unlink through this path
+local function keep_parent()
+    return 405, METHOD_NOT_ALLOWED
+end
+
+-- the routes -------------------------------------------------------------
+
+-- Each kind of route: method -> { lookup, handler }.  The lookup --
+-- fn(s, req) -> what it found | nil, status, body -- runs first and
+-- answers 404 (or Kong's error) for what the URL names and is not there;
+-- the handler gets what it found.  `none` looks nothing up.
+local function none()
+    return true
+end
+
+local COLLECTION = {
+    GET = { parent_of, list },
+    POST = { parent_of, create },
+}
+local ENTITY = {
+    GET = { find_entity, show },
+    PUT = { none, upsert_by_key },
+    PATCH = { none, update_by_key },
+    DELETE = { none, delete_by_key },
+}
+local CHILD = {
+    GET = { find_entity, show },
+    PUT = { parent_of, upsert_by_key },
+    PATCH = { find_entity, update_child },
+    DELETE = { find_entity, delete_child },
+}
+local PARENT = {
+    GET = { link_of, show_parent },
+    PUT = { named, replace_parent },
+    PATCH = { link_of, update_parent },
+    DELETE = { link_of, keep_parent },
+}
+
+-- the handlers of a route of kind over scope s: method -> fn(req)
+local function handlers(kind, s)
     local h = {}
-
-    local function child(req)
-        local row, err, err_t = select_key(dao, req.params[name])
-        if err_t or err then
-            return nil, _M.handle_error(err_t, err)
-        end
-        if not row then
-            return nil, 404, NOT_FOUND
-        end
-        return row
-    end
-
-    h.GET = function(req)
-        local row, status, body = child(req)
-        if not row then
-            return status, body
-        end
-        local fk = row[fname]
-        if type(fk) ~= "table" then
-            return 404, NOT_FOUND
-        end
-        local parent, err, err_t = fdao:select(pk_of(fschema, fk), opts_of())
-        if err_t or err then
-            return _M.handle_error(err_t, err)
-        end
-        if not parent then
-            return 404, NOT_FOUND
-        end
-        return 200, _M.present(req, fschema, parent)
-    end
-
-    h.PATCH = function(req)
-        local row, status, body = child(req)
-        if not row then
-            return status, body
-        end
-        local fk = row[fname]
-        if type(fk) ~= "table" then
-            return 404, NOT_FOUND
-        end
-        if req.dbless then
-            return _M.handle_error(_M.unsupported(fschema, "update"))
-        end
-        local parent, err, err_t = fdao:update(pk_of(fschema, fk),
-                                               body_for(req, fschema),
-                                               opts_of())
-        return answer(req, fschema, 200, parent, err, err_t)
-    end
-
-    h.PUT = function(req)
-        local row, status, body = child(req)
-        if not row then
-            return status, body
-        end
-        if req.dbless then
-            return _M.handle_error(_M.unsupported(fschema, "upsert"))
-        end
-        local fk = row[fname]
-        local parent, err, err_t
-        if type(fk) == "table" then
-            parent, err, err_t = fdao:upsert(pk_of(fschema, fk),
-                                             body_for(req, fschema),
-                                             opts_of())
-        else
-            -- not associated yet: create the parent, then point to it
-            parent, err, err_t = fdao:insert(body_for(req, fschema),
-                                             opts_of())
-            if parent then
-                local _, uerr, uerr_t = dao:update(pk_of(schema, row), {
-                    [fname] = pk_of(fschema, parent) }, opts_of())
-                if uerr or uerr_t then
-                    return _M.handle_error(uerr_t, uerr)
-                end
+    for method, step in pairs(kind) do
+        local lookup, handler = step[1], step[2]
+        h[method] = function(req)
+            local a, b, c = lookup(s, req)
+            if not a then
+                return b, c
             end
+            return handler(s, req, a, b)
         end
-        return answer(req, fschema, 200, parent, err, err_t)
-    end
-
-    h.DELETE = function(req)
-        local row, status, body = child(req)
-        if not row then
-            return status, body
-        end
-        if type(row[fname]) ~= "table" then
-            return 404, NOT_FOUND
-        end
-        return 405, METHOD_NOT_ALLOWED
     end
     return h
 end
-_M.parent_entity = parent_entity
 
--- /F/:F/S'/:S -- a child S of parent F (through S.f)
-local function child_entity(db, fschema, schema, fname)
-    local dao, fdao = db[schema.name], db[fschema.name]
-    local h = {}
-
-    -- parent and child, the child belonging to the parent
-    local function both(req)
-        local parent, err, err_t = select_key(fdao, req.params[fschema.name])
-        if err_t or err then
-            return nil, _M.handle_error(err_t, err)
-        end
-        if not parent then
-            return nil, 404, NOT_FOUND
-        end
-        local row
-        row, err, err_t = select_key(dao, req.params[schema.name])
-        if err_t or err then
-            return nil, _M.handle_error(err_t, err)
-        end
-        if not row or not same_pk(fschema, row[fname], parent) then
-            return nil, 404, NOT_FOUND
-        end
-        return parent, row
-    end
-
-    h.GET = function(req)
-        local parent, row, body = both(req)
-        if not parent then
-            return row, body
-        end
-        return 200, _M.present(req, schema, row)
-    end
-
-    h.PATCH = function(req)
-        local parent, row, body = both(req)
-        if not parent then
-            return row, body
-        end
-        local patch = body_for(req, schema)
-        if patch[fname] == nil then
-            patch[fname] = pk_of(fschema, parent)
-        end
-        if req.dbless then
-            return _M.handle_error(_M.unsupported(schema, "update"))
-        end
-        local updated, err, err_t = dao:update(pk_of(schema, row), patch,
-                                               opts_of())
-        return answer(req, schema, 200, updated, err, err_t)
-    end
-
-    h.PUT = function(req)
-        local parent, err, err_t = select_key(fdao, req.params[fschema.name])
-        if err_t or err then
-            return _M.handle_error(err_t, err)
-        end
-        if not parent then
-            return 404, NOT_FOUND
-        end
-        local body = body_for(req, schema)
-        body[fname] = pk_of(fschema, parent)
-        local row
-        row, err, err_t = write_key(req, dao, "upsert",
-                                    req.params[schema.name], body)
-        return answer(req, schema, 200, row, err, err_t)
-    end
-
-    h.DELETE = function(req)
-        local parent, row, body = both(req)
-        if not parent then
-            return row, body
-        end
-        if req.dbless then
-            return _M.handle_error(_M.unsupported(schema, "delete"))
-        end
-        local ok, err, err_t = dao:delete(pk_of(schema, row), opts_of())
-        if not ok and (err or err_t) then
-            return _M.handle_error(err_t, err)
-        end
-        return 204
-    end
-    return h
+--- /S, or /F/:F/S' when given F and f: the handlers { GET, POST }.
+function _M.collection(db, schema, fschema, fname)
+    return handlers(COLLECTION, scope(db, schema, fschema, fname))
 end
-_M.child_entity = child_entity
+
+--- /S/:S: the handlers { GET, PUT, PATCH, DELETE }.
+function _M.entity(db, schema)
+    return handlers(ENTITY, scope(db, schema))
+end
+
+--- /S/:S/f, the F that S points to: the handlers { GET, PUT, PATCH,
+-- DELETE }.
+function _M.parent_entity(db, schema, fschema, fname)
+    return handlers(PARENT, scope(db, schema, fschema, fname))
+end
+
+--- /F/:F/S'/:S, a child S of F (through S.f): the handlers { GET, PUT,
+-- PATCH, DELETE }.
+function _M.child_entity(db, fschema, schema, fname)
+    return handlers(CHILD, scope(db, schema, fschema, fname))
+end
 
 --- Add every endpoint of DAO `dao` to router.
 function _M.generate(router, db, dao)
     local schema = dao.schema
-    local pn = path_name(schema)
-    router:add("/" .. pn, collection(db, schema), schema)
-    router:add("/" .. pn .. "/:" .. schema.name, entity(db, schema), schema)
+    local own = "/" .. path_name(schema)
+    router:add(own, _M.collection(db, schema), schema)
+    router:add(own .. "/:" .. schema.name, _M.entity(db, schema), schema)
     for fname, field in json.each_field(schema.fields or {}) do
         local ref = field.type == "foreign" and field.reference
         local fdao = ref and db[ref]
         if type(fdao) == "table" and fdao.schema then
             local fschema = fdao.schema
-            local fpn = path_name(fschema)
-            router:add("/" .. pn .. "/:" .. schema.name .. "/" .. fname,
-                       parent_entity(db, schema, fschema, fname), fschema)
-            router:add("/" .. fpn .. "/:" .. fschema.name .. "/" ..
-                       nested_name(schema),
-                       collection(db, schema, fschema, fname), schema)
-            router:add("/" .. fpn .. "/:" .. fschema.name .. "/" ..
-                       nested_name(schema) .. "/:" .. schema.name,
-                       child_entity(db, fschema, schema, fname), schema)
+            local nested = "/" .. path_name(fschema) .. "/:" ..
+                           fschema.name .. "/" .. nested_name(schema)
+            router:add(own .. "/:" .. schema.name .. "/" .. fname,
+                       _M.parent_entity(db, schema, fschema, fname), fschema)
+            router:add(nested, _M.collection(db, schema, fschema, fname),
+                       schema)
+            router:add(nested .. "/:" .. schema.name,
+                       _M.child_entity(db, fschema, schema, fname), schema)
         end
     end
 end
