@@ -508,13 +508,15 @@ end
 -- the tags and size a top-level `next` carries on (a nested one has none)
 local function list_args(q)
     local extra = ""
-    local tags = type(q.tags) == "table" and q.tags[1] or q.tags
+    local tags = first(q.tags)
     if type(tags) == "string" then
         extra = extra .. "&tags=" .. escape_uri(tags)
     end
-    local size = type(q.size) == "table" and q.size[1] or q.size
-    if size ~= nil and size ~= true then
-        extra = extra .. "&size=" .. tostring(size)
+    -- the size page_size read (a `size[2]=5` table without a first value
+    -- is no size: the default page, and none in the link)
+    local size = first(q.size)
+    if type(size) == "string" or type(size) == "number" then
+        extra = extra .. "&size=" .. escape_uri(tostring(size))
     end
     return extra
 end
