@@ -92,6 +92,13 @@ function _M.new(db, def)
     }, DAO)
     self.foreign = {}
     self.uniques = {}
+    local names = {}
+    for i, f in ipairs(self.fields) do
+        names[i] = f.name
+    end
+    -- a row's keys are its schema's fields: written in that (sorted)
+    -- order without sorting each row's keys (moongate.json)
+    self.row_order = row_json.key_order(names)
     for _, f in ipairs(self.fields) do
         if f.field.type == "foreign" then
             self.foreign[#self.foreign + 1] = f
@@ -180,7 +187,7 @@ function DAO:to_store(row)
             tags[i] = t
         end
     end
-    local s, err = row_json.encode(row)
+    local s, err = row_json.encode(row, self.row_order)
     if not s then
         return nil, err
     end
@@ -682,17 +689,8 @@ local function by_key(self, field, op, value, ...)
     end
 end
 
---- dao[name] for the generated methods: select_by_name, update_by_name,
--- upsert_by_name, delete_by_name (every unique field), page_for_service
--- (every foreign key).
-function DAO:__index(k)
-    local m = DAO[k]
-    if m ~= nil then
-        return m
-    end
-    if type(k) ~= "string" then
-        return nil
-    end
+-- the generated method k of self, made and kept on first use (or nil)
+local function generated(self, k)
     local op, field = k:match("^(%a+)_by_([%w_]+)$")
     if op and field ~= "cache_key" and (op == "select" or op == "update"
         or op == "upsert" or op == "delete") then
@@ -726,6 +724,22 @@ function DAO:__index(k)
         end
     end
     return nil
+end
+
+--- dao[name] for the generated methods: select_by_name, update_by_name,
+-- upsert_by_name, delete_by_name (every unique field), page_for_service
+-- (every foreign key).  Every method call on a DAO comes here: the
+-- closures are made in `generated`, as LuaJIT compiles no function that
+-- makes one.
+function DAO:__index(k)
+    local m = DAO[k]
+    if m ~= nil then
+        return m
+    end
+    if type(k) ~= "string" then
+        return nil
+    end
+    return generated(self, k)
 end
 
 _M.DAO = DAO

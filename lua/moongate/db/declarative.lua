@@ -70,16 +70,29 @@ local function hex_to_bin(h)
     end))
 end
 
+-- byte -> two hex digits
+local HEX = {}
+for i = 0, 255 do
+    HEX[i] = format("%02x", i)
+end
+
+-- the last namespace's bytes: an import names every entity in one
+local last_ns, last_ns_bin
+
 --- RFC 4122 version 5 UUID of name in namespace ns (a UUID string).
 function _M.uuid_v5(ns, name)
-    local h = digest.sha1_bin(hex_to_bin(ns) .. name)
-    local b = { byte(h, 1, 16) }
-    b[7] = b[7] % 16 + 0x50
-    b[9] = b[9] % 64 + 0x80
-    return format("%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-" ..
-                  "%02x%02x%02x%02x%02x%02x", b[1], b[2], b[3], b[4], b[5],
-                  b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14],
-                  b[15], b[16])
+    if ns ~= last_ns then
+        last_ns_bin, last_ns = hex_to_bin(ns), ns
+    end
+    local h = digest.sha1_bin(last_ns_bin .. name)
+    local b1, b2, b3, b4, b5, b6, b7, b8, b9, b10, b11, b12, b13, b14, b15,
+          b16 = byte(h, 1, 16)
+    b7 = b7 % 16 + 0x50
+    b9 = b9 % 64 + 0x80
+    return HEX[b1] .. HEX[b2] .. HEX[b3] .. HEX[b4] .. "-" .. HEX[b5] ..
+           HEX[b6] .. "-" .. HEX[b7] .. HEX[b8] .. "-" .. HEX[b9] ..
+           HEX[b10] .. "-" .. HEX[b11] .. HEX[b12] .. HEX[b13] .. HEX[b14] ..
+           HEX[b15] .. HEX[b16]
 end
 
 -- deterministic JSON (sorted keys) for content keys
@@ -135,14 +148,15 @@ local function set_path(t, path, value)
     t[path[#path]] = value
 end
 
-local function copy_path(path, ...)
+-- path with k appended, a new table (no vararg: LuaJIT compiles none)
+local function copy_path(path, k)
     local p = {}
-    for i, k in ipairs(path) do
-        p[i] = k
+    local n = 0
+    for i, x in ipairs(path) do
+        p[i] = x
+        n = i
     end
-    for _, k in ipairs { ... } do
-        p[#p + 1] = k
-    end
+    p[n + 1] = k
     return p
 end
 

@@ -4,10 +4,13 @@
 --
 -- A check sees only the fields it names (a projection of the entity, with
 -- dotted paths such as "config.redis.host"), so the same rules serve full
--- validation and partial updates.  Its failures go to the "@entity" list of
--- the error table, and `conditional` also marks the offending field, as
--- Kong does.  Stateless: `moongate.schema` calls `run` after the field
--- checks of every schema and record.
+-- validation and partial updates: a custom check's function gets that
+-- projection; the built-in checks, which read nothing but the fields they
+-- name, get the entity and read the same values.  Its failures go to the
+-- "@entity" list of the error table, and `conditional` also marks the
+-- offending field, as Kong does.  Stateless but for what each check table
+-- implies, worked out once (its fields, its match views): `moongate.schema`
+-- calls `run` after the field checks of every schema and record.
 --
 -- Rejected: letting checks read the whole entity.  Kong's projection is
 -- what keeps a check from depending on fields a partial update lacks.
@@ -21,6 +24,7 @@ local pairs = pairs
 local ipairs = ipairs
 local tostring = tostring
 local setmetatable = setmetatable
+local getmetatable = getmetatable
 local find = string.find
 local sub = string.sub
 local format = string.format
@@ -47,8 +51,33 @@ local function is_nonempty(v)
     return true
 end
 
+-- Names known to have no dot, so the path helpers below skip the search
+-- for one: a route's checks look up some hundred names per entity.
+-- Bounded (a schema's names repeat; anything past the bound is searched).
+local undotted, n_undotted = {}, 0
+
+local function has_dot(name)
+    if undotted[name] then
+        return false
+    end
+    if find(name, ".", 1, true) then
+        return true
+    end
+    if n_undotted < 4096 and type(name) == "string" then
+        undotted[name] = true
+        n_undotted = n_undotted + 1
+    end
+    return false
+end
+
 -- get_field(t, "a.b.c") == t.a.b.c, nil through missing or null levels.
 local function get_field(t, name)
+    if not has_dot(name) then
+        if type(t) ~= "table" then
+            return nil
+        end
+        return t[name]
+    end
     while true do
         if type(t) ~= "table" then
             return nil
@@ -65,6 +94,10 @@ end
 -- set_field(t, "a.b.c", v): creates missing levels; never replaces a
 -- non-table level (an error string already there wins).
 local function set_field(t, name, value)
+    if not has_dot(name) then
+        t[name] = value
+        return
+    end
     while true do
         local dot = find(name, ".", 1, true)
         if not dot then
@@ -87,6 +120,9 @@ end
 -- Field definition at a dotted path ("config.redis.host"), or nil.
 local function get_schema_field(schema, name)
     local fields = schema and schema.fields
+    if type(fields) == "table" and not has_dot(name) then
+        return fields[name]
+    end
     while type(fields) == "table" do
         local dot = find(name, ".", 1, true)
         if not dot then
@@ -142,13 +178,10 @@ local function mutually_exclusive(entity, names)
     return nil, quoted_list(names)
 end
 
--- A view of a check's match table that falls back to the checked field's
--- own definition (Kong sets it as the __index of the match table; a proxy
--- keeps the schema's tables unmodified).
-local function inherit(match, base)
-    if type(base) ~= "table" then
-        return match
-    end
+-- A match table with metamethods of its own, over base: read through
+-- them, each time.  (A closure is made in a function of its own: LuaJIT
+-- compiles no function that makes one, and checks run for every entity.)
+local function proxy(match, base)
     return setmetatable({}, {
         __index = function(_, k)
             local v = match[k]
@@ -158,6 +191,35 @@ local function inherit(match, base)
             return v
         end,
     })
+end
+
+-- A view of a check's match table that falls back to the checked field's
+-- own definition (Kong sets it as the __index of the match table; a view
+-- keeps the schema's tables unmodified): match's entries copied, base as
+-- __index.  Made once per match table and kept while the schema lives --
+-- a check runs for every entity of an import, and a view per run (with
+-- its closure) was most of the checks' cost.  The view holds no
+-- reference to `match`, so the weak key lets a dropped schema go.
+local views = setmetatable({}, { __mode = "k" })
+
+local function inherit(match, base)
+    if type(base) ~= "table" then
+        return match
+    end
+    if getmetatable(match) ~= nil then
+        return proxy(match, base)
+    end
+    local view = views[match]
+    if view == nil or getmetatable(view).__index ~= base then
+        view = {}
+        for k, v in pairs(match) do
+            view[k] = v
+        end
+        setmetatable(view, { __index = base })
+        V.register(view)
+        views[match] = view
+    end
+    return view
 end
 
 local function any_nonempty(entity, names)
@@ -338,8 +400,13 @@ _M.checkers = {
     },
 }
 
-local function run_entity_check(self, name, input, arg, full_check, errs)
-    local checker = self.entity_checkers[name]
+-- The fields a check reads, and which of them it requires: a function of
+-- the checker and its argument only, so worked out once per check (the
+-- plan refers to neither key, so the weak key lets a dropped schema go;
+-- make_plan's closure keeps check_fields compiled).
+local plans = setmetatable({}, { __mode = "k" })
+
+local function make_plan(checker, arg)
     local fields_to_check, required = {}, {}
 
     local function add(fname, req)
@@ -366,10 +433,41 @@ local function run_entity_check(self, name, input, arg, full_check, errs)
             add(fname, true)
         end
     end
+    local plan = { checker = checker, fields = fields_to_check,
+                   required = required }
+    plans[arg] = plan
+    return plan
+end
 
-    local projection, missing = {}, nil
+local function check_fields(checker, arg)
+    local plan = plans[arg]
+    if not (plan and plan.checker == checker) then
+        plan = make_plan(checker, arg)
+    end
+    return plan.fields, plan.required
+end
+
+-- The built-in checkers read nothing but the fields they name, through
+-- get_field: they get the entity itself, which gives them the same
+-- values as its projection without a new table per check and entity.
+-- Known by function, so a checker replaced by a plugin (or a custom
+-- check's own fn) is handed the projection.
+local reads_named = {}
+for name, c in pairs(_M.checkers) do
+    if name ~= "custom_entity_check" then
+        reads_named[c.fn] = true
+    end
+end
+
+local function run_entity_check(self, name, input, arg, full_check, errs)
+    local checker = self.entity_checkers[name]
+    local fields_to_check, required = check_fields(checker, arg)
+
+    local projection = not reads_named[checker.fn] and {} or nil
+    local missing
     local all_nil, all_ok = true, true
-    for _, fname in ipairs(fields_to_check) do
+    for i = 1, #fields_to_check do
+        local fname = fields_to_check[i]
         local value = get_field(input, fname)
         local fdef = get_schema_field(self, fname)
         if value == nil then
@@ -391,7 +489,9 @@ local function run_entity_check(self, name, input, arg, full_check, errs)
         if get_field(errs, fname) ~= nil then
             all_ok = false
         end
-        set_field(projection, fname, value)
+        if projection then
+            set_field(projection, fname, value)
+        end
     end
 
     if not all_ok and not checker.run_with_invalid_fields
@@ -410,7 +510,8 @@ local function run_entity_check(self, name, input, arg, full_check, errs)
         return
     end
 
-    local ok, detail, custom = checker.fn(projection, arg, self, errs)
+    local ok, detail, custom = checker.fn(projection or input, arg, self,
+                                          errs)
     if ok then
         return
     end

@@ -22,7 +22,11 @@
 --
 -- Rejected: compiling a definition into closures.  Config is validated at
 -- start, reload and Admin API writes, never per request, so the simple
--- interpreter Kong authors can read beats a faster one they cannot.
+-- interpreter Kong authors can read beats a faster one they cannot.  What
+-- an import of thousands of entities repeats is looked up once instead:
+-- the rules each field sets (validator plans, registered by Schema.new),
+-- the entity checks' views and field lists.  The hot loops make no
+-- closures, which LuaJIT does not compile.
 
 local errors = require "moongate.schema.errors"
 local V = require "moongate.schema.validators"
@@ -51,6 +55,7 @@ local MSG = errors.messages
 
 local null = V.null
 local is_reference = V.is_reference
+local validator_plans = V.plans
 local UUID_PATTERN = V.UUID_PATTERN
 
 -- Empty arrays must encode as [] (OpenResty's cjson); Debian's lua-cjson
@@ -88,19 +93,40 @@ local VALID_TYPES = {
 
 -- helpers ---------------------------------------------------------------
 
-local function deep_copy(v, seen)
+local new_tab
+do
+    local ok, tnew = pcall(require, "table.new")
+    new_tab = ok and tnew or function() return {} end
+end
+
+-- Tables reached twice (or in a cycle) are copied once; the map of what
+-- was copied is made only when a table has tables inside -- most copies
+-- (a default list, a flat record) need none.  size, when the caller knows
+-- it, is the number of keys the copy ends with (an entity gets every
+-- field of its schema): the table is made that big at once.
+local function deep_copy(v, seen, size)
     if type(v) ~= "table" then
         return v
     end
-    seen = seen or {}
-    local c = seen[v]
-    if c then
-        return c
+    local c
+    if seen then
+        c = seen[v]
+        if c then
+            return c
+        end
     end
-    c = {}
-    seen[v] = c
+    c = size and new_tab(0, size) or {}
+    if seen then
+        seen[v] = c
+    end
     for k, x in pairs(v) do
-        c[k] = deep_copy(x, seen)
+        if type(x) == "table" then
+            if not seen then
+                seen = { [v] = c }
+            end
+            x = deep_copy(x, seen)
+        end
+        c[k] = x
     end
     return setmetatable(c, getmetatable(v))
 end
@@ -373,6 +399,10 @@ validate_value = function(self, field, value, force_required)
 
     local order = Schema.validators_order
     local validators = self.validators or Schema.validators
+    local plan = validator_plans[field]
+    if plan and plan.order == order and plan.n == #order then
+        order = plan        -- the names this field sets, in order
+    end
     for i = 1, #order do
         local k = order[i]
         local arg = field[k]
@@ -586,7 +616,7 @@ function Schema:process_auto_fields(data, context, nulls, opts)
     end
     local is_select = context == "select"
     if not is_select then
-        data = deep_copy(data)
+        data = deep_copy(data, nil, #self.fields)
     end
 
     local ok, serr = apply_shorthands(self, data)
@@ -595,7 +625,15 @@ function Schema:process_auto_fields(data, context, nulls, opts)
     end
 
     local creating = context == "insert" or context == "upsert"
-    for key, field in self:each_field() do
+    -- each_field's order, without its closure (which LuaJIT does not
+    -- compile: this loop runs for every entity of an import)
+    local fields = self.fields
+    local i, item = 1, fields[1]
+    while item ~= nil do
+        local key, field = next(item)
+        if key == nil then
+            break           -- where each_field's loop ends too
+        end
         local value = data[key]
         if field.auto and not is_select then
             if field.uuid then
@@ -628,6 +666,8 @@ function Schema:process_auto_fields(data, context, nulls, opts)
             end
         end
         data[key] = value
+        i = i + 1
+        item = fields[i]
     end
 
     if is_select then
@@ -703,11 +743,18 @@ function Schema:validate(input, full_check)
         end
     end
 
-    for name, field in self:each_field() do
+    local i, item = 1, fields[1]
+    while item ~= nil do       -- each_field, without its closure
+        local name, field = next(item)
+        if name == nil then
+            break
+        end
         local v = input[name]
         if field.required and (v == null or (full_check and v == nil)) then
             errs[name] = MSG.REQUIRED
         end
+        i = i + 1
+        item = fields[i]
     end
 
     EC.run(self, input, full_check, errs)
@@ -889,6 +936,35 @@ check_fields = function(def, path)
     return check_entity_checks(def, path)
 end
 
+-- validator plans (moongate.schema.validators) for every field of a new
+-- schema, nested ones included; its tables are its own (deep-copied)
+local function register_field(field)
+    if type(field) ~= "table" then
+        return
+    end
+    V.register(field)
+    register_field(field.elements)
+    register_field(field.keys)
+    register_field(field.values)
+    if type(field.fields) == "table" then
+        for i = 1, #field.fields do
+            local item = field.fields[i]
+            if type(item) == "table" then
+                register_field(select(2, next(item)))
+            end
+        end
+    end
+end
+
+local function register_fields(fields)
+    for i = 1, #fields do
+        local item = fields[i]
+        if type(item) == "table" then
+            register_field(select(2, next(item)))
+        end
+    end
+end
+
 -- Kong's Entity wrapper: records are required unless they say otherwise,
 -- so an absent config record comes back with its defaults.
 local function make_records_required(field)
@@ -934,6 +1010,7 @@ function Schema.new(definition, opts)
             end
         end
     end
+    register_fields(self.fields)
     return self
 end
 

@@ -3,11 +3,14 @@
 -- order they run in, and the two values every part of the DSL shares: null
 -- and the vault-reference test.
 --
--- Stateless; `moongate.schema` runs the rules after the type check, in
--- `order`, and reports the first failure (or the field's `err`).  A rule
--- returns true, or nil and a message; a nil message falls back to Kong's
--- text for the rule name.  Rules skip values of a type they do not apply
--- to, where Kong would raise on a schema that mixes them up.
+-- Stateless but for what is worked out once per schema table (a field's
+-- validator plan, a subsets argument's owner map: an import validates
+-- thousands of entities against the same fields); `moongate.schema` runs
+-- the rules after the type check, in `order`, and reports the first
+-- failure (or the field's `err`).  A rule returns true, or nil and a
+-- message; a nil message falls back to Kong's text for the rule name.
+-- Rules skip values of a type they do not apply to, where Kong would
+-- raise on a schema that mixes them up.
 --
 -- Rejected: running `match` and friends on PCRE.  Kong's schema patterns
 -- are Lua patterns, and plugins written for Kong rely on that.
@@ -236,6 +239,26 @@ end
 local UUID_PATTERN = "^%x%x%x%x%x%x%x%x%-%x%x%x%x%-%x%x%x%x%-%x%x%x%x%-" ..
                      "%x%x%x%x%x%x%x%x%x%x%x%x$"
 
+-- element -> its subset, per `mutually_exclusive_subsets` argument: built
+-- once (a route's protocols are checked several times per entity); the
+-- map refers to the subsets, not to the list, so the weak key lets a
+-- dropped schema go
+local owners = setmetatable({}, { __mode = "k" })
+
+local function subset_owner(subsets)
+    local owner = owners[subsets]
+    if owner == nil then
+        owner = {}
+        for i = 1, #subsets do
+            for _, el in ipairs(subsets[i]) do
+                owner[el] = subsets[i]
+            end
+        end
+        owners[subsets] = owner
+    end
+    return owner
+end
+
 -- Each validator: (value, argument, field) -> true | nil[, message].
 -- A nil message falls back to MSG[NAME] (or "failed validating: %s").
 _M.validators = {
@@ -401,11 +424,21 @@ _M.validators = {
         if type(value) ~= "table" then
             return true
         end
-        local owner = {}
-        for i = 1, #subsets do
-            for _, el in ipairs(subsets[i]) do
-                owner[el] = subsets[i]
+        local owner = subset_owner(subsets)
+        -- one pass without tables for the usual answer (one subset)
+        local first
+        for i = 1, #value do
+            local s = owner[value[i]]
+            if s and s ~= first then
+                if first then
+                    first = false
+                    break
+                end
+                first = s
             end
+        end
+        if first ~= false then
+            return true
         end
         local seen, members = {}, {}
         for i = 1, #value do
@@ -414,9 +447,6 @@ _M.validators = {
                 seen[s] = true
                 members[#members + 1] = s
             end
-        end
-        if #members <= 1 then
-            return true
         end
         return nil, format(MSG.MUTUALLY_EXCLUSIVE_SETS, quoted_list(members))
     end,
@@ -438,5 +468,31 @@ _M.order = {
 }
 
 _M.UUID_PATTERN = UUID_PATTERN
+
+-- Validator plans: for a field definition that belongs to a schema, the
+-- names in `order` the field sets (len_min always: strings default it),
+-- so validation looks up a handful of keys rather than every rule name
+-- for every value.  Only registered fields have one -- a schema's own
+-- (immutable once built) and the entity checks' views of them; a field
+-- table built by a caller gets the full loop, so changing it between
+-- two validations still counts.  A plan records the order it was made
+-- from and is ignored once that list changes; it holds no reference to
+-- its field (the weak key lets a dropped schema go).
+local plans = setmetatable({}, { __mode = "k" })
+_M.plans = plans
+
+--- Register field's validator plan (see above); returns field.
+function _M.register(field)
+    local order = _M.order
+    local plan = { order = order, n = #order }
+    for i = 1, #order do
+        local k = order[i]
+        if k == "len_min" or field[k] ~= nil then
+            plan[#plan + 1] = k
+        end
+    end
+    plans[field] = plan
+    return field
+end
 
 return _M
