@@ -49,6 +49,7 @@ typedef enum {
     MG_CONF_T_LOGLEVEL,
     MG_CONF_T_DATABASE,
     MG_CONF_T_ROLE,
+    MG_CONF_T_VERIFY,     /* off | on | optional (ssl_verify_client) */
     MG_CONF_T_LISTEN,
     MG_CONF_T_HEADERS,
     MG_CONF_T_HEADERS_UP,
@@ -178,6 +179,17 @@ static const mg_conf_prop_t mg_conf_props[] = {
     { "cluster_cert_key", MG_CONF_T_OPTSTR, F(cluster_cert_key), NULL, 0, 0 },
     { "ssl_cert", MG_CONF_T_OPTSTR, F(ssl_cert), NULL, 0, 0 },
     { "ssl_cert_key", MG_CONF_T_OPTSTR, F(ssl_cert_key), NULL, 0, 0 },
+    { "admin_ssl_cert", MG_CONF_T_OPTSTR, F(admin_ssl_cert), NULL, 0, 0 },
+    { "admin_ssl_cert_key", MG_CONF_T_OPTSTR, F(admin_ssl_cert_key), NULL,
+      0, 0 },
+    { "admin_ssl_client_certificate", MG_CONF_T_OPTSTR,
+      F(admin_ssl_client_certificate), NULL, 0, 0 },
+    { "nginx_admin_ssl_client_certificate", MG_CONF_T_OPTSTR,
+      F(admin_ssl_client_certificate), NULL, 0, 0 },
+    { "admin_ssl_verify_client", MG_CONF_T_VERIFY,
+      F(admin_ssl_verify_client), "off", 0, 0 },
+    { "nginx_admin_ssl_verify_client", MG_CONF_T_VERIFY,
+      F(admin_ssl_verify_client), NULL, 0, 0 },
     { "admin_api_token", MG_CONF_T_SECRET, F(admin_api_token), NULL, 0, 0 },
     { "lmdb_map_size", MG_CONF_T_SIZE, F(lmdb_map_size), "2048m", 0, 0 },
     { "dns_resolver", MG_CONF_T_DNS_RESOLVER, F(dns_resolver), NULL, 0, 0 },
@@ -814,6 +826,18 @@ mg_conf_set(mg_conf_t *conf, const mg_conf_prop_t *p, const char *value,
                  "data_plane)", value);
         break;
 
+    case MG_CONF_T_VERIFY:
+        if (strcmp(value, "off") == 0 || strcmp(value, "on") == 0
+            || strcmp(value, "optional") == 0)
+        {
+            *FIELD(conf, p, const char *) =
+                mg_pool_strndup(conf->pool, value, strlen(value));
+            return MG_OK;
+        }
+        snprintf(why, sizeof(why),
+                 "invalid value '%s' (expected off, on or optional)", value);
+        break;
+
     case MG_CONF_T_LISTEN:
         if (mg_conf_parse_listen(conf->pool, value,
                                  FIELD(conf, p, mg_listen_list_t), why,
@@ -1113,6 +1137,23 @@ mg_conf_fix_prefix(mg_conf_t *conf, mg_conf_errs_t *errs)
     conf->prefix = mg_pool_strndup(conf->pool, p, n);
 }
 
+/* The Admin API's TLS settings that only make sense together. */
+static void
+mg_conf_check_admin_ssl(mg_conf_t *conf, mg_conf_errs_t *errs)
+{
+    if (strcmp(conf->admin_ssl_verify_client, "off") != 0
+        && conf->admin_ssl_client_certificate == NULL)
+    {
+        mg_conf_err(errs, "admin_ssl_verify_client = %s needs "
+                    "admin_ssl_client_certificate (the CA bundle client "
+                    "certificates are checked against)",
+                    conf->admin_ssl_verify_client);
+    }
+    if ((conf->admin_ssl_cert == NULL) != (conf->admin_ssl_cert_key == NULL)) {
+        mg_conf_err(errs, "admin_ssl_cert and admin_ssl_cert_key go together");
+    }
+}
+
 /* Hybrid mode (Kong's conf_loader checks, Kong's words). */
 static void
 mg_conf_check_role(mg_conf_t *conf, mg_conf_errs_t *errs)
@@ -1215,6 +1256,7 @@ mg_conf_load(const char *path, const char *prefix_override, char *err,
     }
     if (errs.n == 0) {
         mg_conf_check_role(conf, &errs);
+        mg_conf_check_admin_ssl(conf, &errs);
     }
     if (errs.n == 0) {
         /* The pid file is the one path stored resolved (see mg_conf.h). */
@@ -1310,7 +1352,8 @@ mg_conf_json(const mg_conf_t *conf)
         case MG_CONF_T_STR_EMPTY:
         case MG_CONF_T_OPTSTR:
         case MG_CONF_T_DATABASE:
-        case MG_CONF_T_ROLE: {
+        case MG_CONF_T_ROLE:
+        case MG_CONF_T_VERIFY: {
             const char *s = *(const char *const *) v;
             fprintf(f, "%s\"%s\":", first ? "" : ",", p->name);
             if (s) mg_conf_json_str(f, s, strlen(s)); else fputs("null", f);

@@ -123,6 +123,10 @@ struct mg_conf_s {
     const char       *cluster_cert_key;
     const char       *ssl_cert;
     const char       *ssl_cert_key;
+    const char       *admin_ssl_cert;       /* NULL: the proxy's */
+    const char       *admin_ssl_cert_key;
+    const char       *admin_ssl_client_certificate;   /* CA bundle path */
+    const char       *admin_ssl_verify_client;        /* off, on, optional */
     const char       *admin_api_token;   /* secret: never logged */
     size_t            lmdb_map_size;     /* default 2048m */
     const char       *dns_resolver;      /* "ip[:port], ..." */

@@ -720,10 +720,11 @@ mg_worker_main(mg_conf_t *conf, mg_runtime_t *rt, int slot, const int *fds,
                 break;
             }
             if (lists->elts[i].ssl && rt->tls_server == NULL) {
-                /* admin over TLS: the proxy's certificates (ssl_cert,
-                 * or the default one made under the prefix) */
-                rt->tls_server = mg_tls_server_create(conf, rt->cf, aerr,
-                                                      sizeof(aerr));
+                /* admin over TLS: admin_ssl_cert, else the proxy's
+                 * (ssl_cert, or the default one made under the prefix);
+                 * client certificates per admin_ssl_verify_client */
+                rt->tls_server = mg_tls_admin_server_create(conf, aerr,
+                                                            sizeof(aerr));
                 if (rt->tls_server == NULL) {
                     mg_log_crit("admin API cannot start: %s", aerr);
                     _exit(2);

@@ -537,6 +537,23 @@ mg_http_admin_request(mg_request_t *r)
         mg_http_send_error(r, 404, NULL);
         return;
     }
+    if (c->tls && strcmp(mg_worker->conf->admin_ssl_verify_client, "off") != 0) {
+        /* nginx's ssl_verify_client answers and words */
+        int cert = mg_tls_conn_client_cert(c->tls);
+
+        if (cert == 2 || (cert == 1
+            && strcmp(mg_worker->conf->admin_ssl_verify_client, "on") == 0))
+        {
+            mg_log_info("*%llu admin API: %s", (unsigned long long) c->id,
+                        cert == 1 ? "no client certificate"
+                                  : "client certificate did not verify");
+            r->keepalive = 0;
+            mg_http_send_error(r, 400, cert == 1
+                               ? "No required SSL certificate was sent"
+                               : "The SSL certificate error");
+            return;
+        }
+    }
     if (!mg_http_admin_authorized(r)) {
         mg_log_info("*%llu admin API: unauthorized request",
                     (unsigned long long) r->conn->id);

@@ -89,6 +89,19 @@ extern const char mg_tls_err_reset[];     /* ECONNRESET / EPIPE */
 mg_tls_server_t *mg_tls_server_create(const mg_conf_t *conf,
                                       const mg_config_t *cf, char *err,
                                       size_t errlen);
+/*
+ * The Admin API's listener: admin_ssl_cert / admin_ssl_cert_key, or the
+ * proxy's certificate when unset; with admin_ssl_verify_client on or
+ * optional, clients are asked for a certificate, verified against
+ * admin_ssl_client_certificate.  The handshake goes on without one (as
+ * nginx's): the request is answered 400 then (mg_tls_conn_client_cert).
+ */
+mg_tls_server_t *mg_tls_admin_server_create(const mg_conf_t *conf, char *err,
+                                            size_t errlen);
+/* The client certificate of t: 0 one that verified, 1 none sent, 2 one
+ * that did not verify (unknown issuer, expired, ...). */
+int mg_tls_conn_client_cert(const mg_tls_conn_t *t);
+
 /* Drops the caller's reference: the server lives on while connections
  * made from it (mg_tls_conn_server) are open -- a runtime swapped out by
  * a config change may go while its TLS clients stay connected. */

@@ -64,6 +64,10 @@ struct mg_tls_server_s {
     unsigned             cluster:1;      /* mg_tls_cluster.c: dflt.pairs[0]
                                             is the cluster certificate and
                                             the client must present it */
+    unsigned             has_client_ca:1;
+    mbedtls_x509_crt     client_ca;      /* admin_ssl_client_certificate:
+                                            clients are asked for a
+                                            certificate it signed */
 };
 
 #define MG_TLS_CLIENT_SESSIONS 8

@@ -502,6 +502,52 @@ failed:
     return NULL;
 }
 
+mg_tls_server_t *
+mg_tls_admin_server_create(const mg_conf_t *conf, char *err, size_t errlen)
+{
+    mg_conf_t        c = *conf;
+    mg_tls_server_t *s;
+    char             path[PATH_MAX], buf[128];
+    int              ret;
+
+    if (conf->admin_ssl_cert != NULL) {
+        c.ssl_cert = conf->admin_ssl_cert;
+        c.ssl_cert_key = conf->admin_ssl_cert_key;
+    }
+    s = mg_tls_server_create(&c, NULL, err, errlen);
+    if (s == NULL || conf->admin_ssl_client_certificate == NULL
+        || strcmp(conf->admin_ssl_verify_client, "off") == 0)
+    {
+        return s;
+    }
+    mbedtls_x509_crt_init(&s->client_ca);
+    s->has_client_ca = 1;
+    mg_conf_path(conf, conf->admin_ssl_client_certificate, path,
+                 sizeof(path));
+    ret = mbedtls_x509_crt_parse_file(&s->client_ca, path);
+    if (ret != 0) {
+        snprintf(err, errlen, "tls: admin_ssl_client_certificate %s: %s",
+                 path, ret < 0 ? mg_tls_strerror(ret, buf, sizeof(buf))
+                               : "some certificates did not parse");
+        mg_tls_server_free(s);
+        return NULL;
+    }
+    /* optional at the TLS level: a client without a certificate gets
+     * nginx's 400, not a handshake alert it cannot explain */
+    mbedtls_ssl_conf_authmode(&s->conf, MBEDTLS_SSL_VERIFY_OPTIONAL);
+    mbedtls_ssl_conf_ca_chain(&s->conf, &s->client_ca, NULL);
+    return s;
+}
+
+int
+mg_tls_conn_client_cert(const mg_tls_conn_t *t)
+{
+    if (mbedtls_ssl_get_peer_cert(&t->ssl) == NULL) {
+        return 1;
+    }
+    return mbedtls_ssl_get_verify_result(&t->ssl) == 0 ? 0 : 2;
+}
+
 void
 mg_tls_server_free(mg_tls_server_t *s)
 {
@@ -509,6 +555,9 @@ mg_tls_server_free(mg_tls_server_t *s)
 
     if (s == NULL || --s->refs > 0) {
         return;
+    }
+    if (s->has_client_ca) {
+        mbedtls_x509_crt_free(&s->client_ca);
     }
     mbedtls_ssl_config_free(&s->conf);
     mg_tls_cert_free(&s->dflt);

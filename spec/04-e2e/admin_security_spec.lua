@@ -97,6 +97,71 @@ describe("Admin API security", function()
     assert.equals("200", out)
   end)
 
+  describe("client certificates (admin_ssl_verify_client)", function()
+    local certs
+
+    local function curl(port, args)
+      local cmd = "curl -s -o /dev/stderr -w '%{http_code}' " .. args ..
+                  " https://localhost:" .. port .. "/status 2>/tmp/mg-admin-mtls.body"
+      local code = io.popen(cmd):read("*a")
+      return code, H.read_file("/tmp/mg-admin-mtls.body") or ""
+    end
+
+    lazy_setup(function()
+      local d = H.new_prefix("admin-mtls")
+      local ca = H.make_ca(d, "ca", { cn = "Admin Test CA" })
+      local other = H.make_ca(d, "other", { cn = "Other CA" })
+      certs = {
+        ca = ca,
+        server = H.make_cert(d, "server", ca, { san = "DNS:localhost" }),
+        client = H.make_cert(d, "client", ca, { cn = "operator" }),
+        stranger = H.make_cert(d, "stranger", other, { cn = "stranger" }),
+      }
+    end)
+
+    it("on: a certificate signed by the CA is required, else nginx's 400", function()
+      local gw = start { admin_listen = "127.0.0.1:PORT ssl",
+                         admin_ssl_cert = certs.server.crt,
+                         admin_ssl_cert_key = certs.server.key,
+                         admin_ssl_client_certificate = certs.ca.crt,
+                         admin_ssl_verify_client = "on" }
+      local ca = "--cacert " .. certs.ca.crt      -- admin_ssl_cert is served
+      local code, body = curl(gw.admin_port, ca)
+      assert.equals("400", code)
+      assert.matches("No required SSL certificate was sent", body, 1, true)
+      code = curl(gw.admin_port, ca .. " --cert " .. certs.client.crt ..
+                                 " --key " .. certs.client.key)
+      assert.equals("200", code)
+      code, body = curl(gw.admin_port, ca .. " --cert " .. certs.stranger.crt ..
+                                       " --key " .. certs.stranger.key)
+      assert.equals("400", code)
+      assert.matches("The SSL certificate error", body, 1, true)
+      assert.truthy(gw:alive())
+    end)
+
+    it("optional: no certificate passes, a bad one does not", function()
+      local gw = start { admin_listen = "127.0.0.1:PORT ssl",
+                         admin_ssl_client_certificate = certs.ca.crt,
+                         nginx_admin_ssl_verify_client = "optional" }
+      assert.equals("200", (curl(gw.admin_port, "-k")))
+      assert.equals("200", (curl(gw.admin_port, "-k --cert " .. certs.client.crt ..
+                                                " --key " .. certs.client.key)))
+      assert.equals("400", (curl(gw.admin_port, "-k --cert " .. certs.stranger.crt ..
+                                                " --key " .. certs.stranger.key)))
+    end)
+
+    it("refuses to start with verify on and no CA bundle", function()
+      local dir = H.new_prefix("admin-mtls-bad")
+      local conf = dir .. "/moongate.conf"
+      H.write_conf(conf, { prefix = dir, admin_listen = "127.0.0.1:" .. H.free_port() .. " ssl",
+                           admin_ssl_verify_client = "on" })
+      local rc, out = H.moongate({ "check", conf })
+      assert.not_equals(0, rc)
+      assert.matches("admin_ssl_verify_client = on needs admin_ssl_client_certificate",
+                     out, 1, true)
+    end)
+  end)
+
   it("a slow admin client does not delay proxied requests", function()
     local mock = H.start_mockup(1)
     local gw = start()
