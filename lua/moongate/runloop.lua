@@ -840,7 +840,7 @@ else
     end
 end
 
-local function new_request(r, req_id, route_index)
+local function new_request(r, req_id, route_index, name, bitv)
     local snap = active
     local route = route_index and snap and snap.routes[route_index]
     local service = route and route.service and snap.services[route.service.id]
@@ -855,6 +855,12 @@ local function new_request(r, req_id, route_index)
         route = route,
         service = service,
         ngx_ctx = ngx_ctx,
+        -- set by every phase: in the constructor, the table is made with
+        -- room for them (no rehash per request); false = none
+        phase = name,
+        phase_bit = bitv,
+        plugin_name = false,
+        plugin = false,
         -- times (for kong.log.serialize: only when a plugin of the route
         -- has a log phase), shared, plugin_ctx (kong.ctx), confs: created
         -- on first use
@@ -910,7 +916,7 @@ function _M.phase(name, r, req_id, route_index, chunk, eof)
     if not ctx then
         -- the request's address as a cdata: PDK calls on it compile
         -- (moongate.ffi ptr)
-        ctx = new_request(to_ptr(r), req_id, route_index)
+        ctx = new_request(to_ptr(r), req_id, route_index, name, bitv)
         requests[req_id] = ctx
         if ctx.list.by_phase.log then
             ctx.times = {}
@@ -996,8 +1002,8 @@ function _M.phase(name, r, req_id, route_index, chunk, eof)
         end
     end
 
-    ctx.plugin_name = nil
-    ctx.plugin = nil
+    ctx.plugin_name = false
+    ctx.plugin = false
     if name == "body_filter" and ctx.chunk_changed then
         local c = ctx.chunk or ""
         if C.mg_lua_resp_set_chunk(ctx.r, c, #c) ~= api.OK then
