@@ -1287,17 +1287,14 @@ int
 mg_lua_req_header_find(void *r, const char *lname, size_t n,
                        const char **value, size_t *vl)
 {
-    mg_str_t name = { lname, n };
-    size_t   i;
+    mg_str_t name = { lname, n }, v;
 
-    for (i = 0; i < R->head.nheaders; i++) {
-        if (mg_str_caseeq(R->head.headers[i].name, name)) {
-            *value = R->head.headers[i].value.data;
-            *vl = R->head.headers[i].value.len;
-            return MG_OK;
-        }
+    if (mg_http_request_header(r, name, &v, 1) == 0) {
+        return MG_DECLINED;
     }
-    return MG_DECLINED;
+    *value = v.data;
+    *vl = v.len;
+    return MG_OK;
 }
 
 int

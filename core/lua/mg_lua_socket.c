@@ -884,7 +884,9 @@ mg_lsock_io_cb(struct ev_loop *loop, ev_io *w, int revents)
         mg_lsock_done(s, NULL);
         return;
     case MG_LSOCK_OP_SEND:
-        rc = mg_lsock_flush(s, 0);
+    case MG_LSOCK_OP_HANDSHAKE:
+        rc = s->op == MG_LSOCK_OP_SEND ? mg_lsock_flush(s, 0)
+                                       : mg_lsock_handshake(s, 0);
         if (rc == MG_AGAIN) {
             return;
         }
@@ -898,19 +900,6 @@ mg_lsock_io_cb(struct ev_loop *loop, ev_io *w, int revents)
         return;
     case MG_LSOCK_OP_RECV:
         mg_lsock_done(s, NULL);      /* Lua reads again */
-        return;
-    case MG_LSOCK_OP_HANDSHAKE:
-        rc = mg_lsock_handshake(s, 0);
-        if (rc == MG_AGAIN) {
-            return;
-        }
-        if (rc == MG_ERROR) {
-            const char *err = s->err;
-            mg_lsock_shut(s);
-            mg_lsock_done(s, err);
-            return;
-        }
-        mg_lsock_done(s, NULL);
         return;
     default:
         break;

@@ -226,11 +226,20 @@ function _M.register(router, state)
         return 200, { enabled_plugins = array(state.enabled_list()) }
     end })
 
-    router:add("/schemas/:name", { GET = function(req)
+    -- the DAO /schemas/:name names, or 404 and Kong's message
+    local function named_dao(req)
         local dao = state.daos[req.params.name]
         if not dao then
-            return 404, { message = "No entity named '" ..
+            return nil, { message = "No entity named '" ..
                                     req.params.name .. "'" }
+        end
+        return dao
+    end
+
+    router:add("/schemas/:name", { GET = function(req)
+        local dao, body = named_dao(req)
+        if not dao then
+            return 404, body
         end
         return 200, to_jsonable(dao.schema)
     end })
@@ -245,10 +254,9 @@ function _M.register(router, state)
     end })
 
     router:add("/schemas/:name/validate", { POST = function(req)
-        local dao = state.daos[req.params.name]
+        local dao, body = named_dao(req)
         if not dao then
-            return 404, { message = "No entity named '" ..
-                                    req.params.name .. "'" }
+            return 404, body
         end
         return validate(dao.schema, endpoints.body_for(req, dao.schema))
     end })

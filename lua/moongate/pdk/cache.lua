@@ -439,33 +439,32 @@ local function lock(self, key)
     local lkey = self.lock_prefix .. key
     self.tokens = self.tokens + 1
     local token = format("%d:%d", C.mg_lua_worker_pid(), self.tokens)
-    local ok, err = locks:add(lkey, token, o.exptime)
-    if ok then
-        return token
-    end
-    if err ~= "exists" then
-        return nil, err
-    end
-    if not can_wait() then
-        return nil, "cannot wait"
-    end
     local step, left = o.step, o.timeout
-    while left > 0 do
-        if step > left then
-            step = left
-        end
-        ngx.sleep(step)
-        left = left - step
-        ok, err = locks:add(lkey, token, o.exptime)
+    local first = true
+    while true do
+        local ok, err = locks:add(lkey, token, o.exptime)
         if ok then
             return token
         end
         if err ~= "exists" then
             return nil, err
         end
-        step = min(max(0.001, step * o.ratio), o.max_step)
+        if first and not can_wait() then
+            return nil, "cannot wait"
+        end
+        if left <= 0 then
+            return nil, "timeout"
+        end
+        if not first then
+            step = min(max(0.001, step * o.ratio), o.max_step)
+        end
+        first = false
+        if step > left then
+            step = left
+        end
+        ngx.sleep(step)
+        left = left - step
     end
-    return nil, "timeout"
 end
 
 local function unlock(self, key, token)
