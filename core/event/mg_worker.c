@@ -783,6 +783,9 @@ mg_worker_main(mg_conf_t *conf, mg_runtime_t *rt, int slot, const int *fds,
          * dies, and the state it writes is shared */
         mg_health_start_active(rt->health, w.loop, rt);
     }
+    if (!admin) {
+        mg_lua_worker_start(rt);
+    }
     mg_worker_config_init(&w);
     if (admin && strcmp(conf->role, "data_plane") == 0) {
         mg_admin_kick("/__moongate/cluster/start");

@@ -749,6 +749,33 @@ mg_lua_runtime_init(mg_runtime_t *rt, const mg_conf_t *conf, char *err,
     return MG_OK;
 }
 
+void
+mg_lua_worker_start(mg_runtime_t *rt)
+{
+    lua_State *L;
+
+    if (rt == NULL || rt->lua == NULL) {
+        return;
+    }
+    L = MG_LUA_VM(rt)->L;
+    mg_time_update(ev_time());
+    lua_settop(L, 0);
+    lua_getglobal(L, "require");
+    lua_pushstring(L, "moongate.runloop");
+    if (lua_pcall(L, 1, 1, 0) != 0) {
+        mg_log_error("lua: cannot load the plugin runtime: %s",
+                     lua_tostring(L, -1));
+        lua_settop(L, 0);
+        return;
+    }
+    lua_getfield(L, -1, "worker_start");
+    if (lua_pcall(L, 0, 0, 0) != 0) {
+        mg_log_error("lua: runloop.worker_start failed: %s",
+                     lua_tostring(L, -1));
+    }
+    lua_settop(L, 0);
+}
+
 int
 mg_lua_runtime_reconfigure(mg_runtime_t *rt, const mg_runtime_t *prev,
                            const mg_conf_t *conf, char *err, size_t errlen)

@@ -27,6 +27,10 @@ int mg_lua_runtime_init(mg_runtime_t *rt, const mg_conf_t *conf, char *err,
                         size_t errlen);
 void mg_lua_runtime_free(mg_runtime_t *rt);
 
+/* In a worker, once after fork: the plugins' init_worker and configure
+ * hooks (the master only loads and validates).  Failures are logged. */
+void mg_lua_worker_start(mg_runtime_t *rt);
+
 /*
  * In a worker swapping to rt (a new config version) from prev: configure
  * rt on prev's VM (plugins stay loaded; runloop.init builds the new

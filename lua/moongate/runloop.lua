@@ -405,6 +405,33 @@ local function run_plugin_hook(plugin, phase, ...)
     end
 end
 
+-- init_worker of every loaded plugin that has not run it in this worker,
+-- then configure of the active configuration's plugins
+local configured         -- { names, configs } of the last successful init
+
+local function run_worker_hooks()
+    local names = configured and configured.names or {}
+    for _, name in ipairs(names) do
+        local plugin = loaded[name]
+        if plugin and not worker_inited[name] then
+            worker_inited[name] = true
+            run_plugin_hook(plugin, "init_worker")
+        end
+    end
+    for _, name in ipairs(names) do
+        run_plugin_hook(loaded[name], "configure", configured.configs[name])
+    end
+end
+
+--- Called by the core once in each worker, after fork and before the
+-- worker accepts: the hooks do_init left to the worker.  Never raises.
+function _M.worker_start()
+    local ok, err = xpcall(run_worker_hooks, traceback)
+    if not ok then
+        log(LOG.ERR, "[kong] worker start failed: " .. tostring(err))
+    end
+end
+
 -- lua_max_run_time: the core's watchdog stops a runaway plugin with a
 -- count hook, which LuaJIT does not call from compiled code.  Compiled
 -- code that does not loop always returns to the interpreter, where the
@@ -687,14 +714,15 @@ local function do_init(json)
     active = snap
     _M.active = snap
 
-    for _, plugin in ipairs(fresh) do
-        if not worker_inited[plugin.name] then
-            worker_inited[plugin.name] = true
-            run_plugin_hook(plugin, "init_worker")
-        end
-    end
-    for _, name in ipairs(names) do
-        run_plugin_hook(loaded[name], "configure", configs[name])
+    -- init_worker and configure run in each worker (as in Kong), never
+    -- in the master or `moongate check`, which only load and validate:
+    -- the master's VM is copied into every worker it forks, so a hook
+    -- run there would run once for all of them, and without a worker
+    -- (no timers, no worker id).  A worker runs the hooks of what it
+    -- inherited in worker_start, and of its own reconfigures here.
+    configured = { names = names, configs = configs }
+    if C.mg_lua_worker_id() >= 0 then
+        run_worker_hooks()
     end
 
     if #snap.global.entries > 0 then
@@ -1060,7 +1088,7 @@ end
 
 --- Forget every loaded plugin and snapshot (specs).
 function _M.reset()
-    loaded, worker_inited, active = {}, {}, nil
+    loaded, worker_inited, active, configured = {}, {}, nil, nil
     _M.active = nil
     for k in pairs(requests) do
         requests[k] = nil
