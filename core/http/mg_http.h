@@ -99,6 +99,7 @@ struct mg_request_s {
     unsigned             lua:1;       /* the route has plugins */
     unsigned             lua_exit:1;  /* kong.response.exit was called */
     unsigned             lua_log_done:1;
+    unsigned             lua_forgotten:1; /* the runloop dropped its state */
     int                  lua_stage;   /* phase being run (MG_LUA_PHASE_*) */
     int                  lua_mask;    /* phases the route's plugins have */
     int                  lua_ref;     /* registry ref of the coroutine */

@@ -995,6 +995,15 @@ mg_lua_resume(mg_request_t *r, int nargs)
     }
     lua_settop(co, 0);          /* empty: the thread can be reused */
     mg_lua_drop_thread(r);
+    /* rewrite / access the route's last phase with plugins: the runloop
+     * forgot the request as the phase returned (runloop forget_if_done,
+     * the same test), so mg_lua_request_end need not call it */
+    if ((r->lua_stage == MG_LUA_PHASE_access
+         || r->lua_stage == MG_LUA_PHASE_rewrite)
+        && (r->lua_mask & ~((r->lua_stage << 1) - 1)) == 0)
+    {
+        r->lua_forgotten = 1;
+    }
     return rc;
 }
 
@@ -1259,6 +1268,9 @@ mg_lua_request_end(mg_request_t *r)
     mg_lua_drop_thread(r);      /* a phase cut short by an abort */
     if (r->lua_mask & MG_LUA_PHASE_log) {
         mg_lua_run_sync(r, MG_LUA_PHASE_log);
+    }
+    if (r->lua_forgotten) {
+        return;
     }
     L = vm->L;
     lua_rawgeti(L, LUA_REGISTRYINDEX, vm->finish_ref);
@@ -1765,6 +1777,23 @@ mg_lua_resp_set_header(void *r, const char *name, size_t nl,
         return MG_ERROR;
     }
     return mg_lua_mod_add(R, &R->resp_mods, name, nl, value, vl, add);
+}
+
+int
+mg_lua_header_mod_at(void *r, int resp, int i, const char **name,
+                     size_t *nl, const char **value, size_t *vl)
+{
+    const mg_hdr_mod_t *m = resp ? R->resp_mods : R->up_mods;
+
+    for (; m != NULL && i > 0; m = m->next, i--) { }
+    if (m == NULL || i < 0) {
+        return -1;
+    }
+    *name = m->name.data;
+    *nl = m->name.len;
+    *value = m->value.data;
+    *vl = m->value.len;
+    return m->add ? 1 : 0;
 }
 
 int

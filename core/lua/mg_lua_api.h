@@ -102,6 +102,12 @@ int mg_lua_resp_header_at(void *r, int i, const char **name, size_t *nl,
                           const char **value, size_t *vl);
 int mg_lua_resp_set_header(void *r, const char *name, size_t nl,
                            const char *value, size_t vl, int add);
+/* the i-th recorded header change (0-based) of the upstream request
+ * (resp 0) or of the response (resp 1), in order, a set having dropped
+ * the earlier changes of its name: -1 past the end, else its add flag;
+ * *value NULL for a clear */
+int mg_lua_header_mod_at(void *r, int resp, int i, const char **name,
+                         size_t *nl, const char **value, size_t *vl);
 /* kong.response.exit: answer now with status, body and the headers set
  * with mg_lua_resp_set_header; the phase ends after the yield. */
 int mg_lua_resp_exit(void *r, int status, const char *body, size_t bl);

@@ -13,6 +13,7 @@
 -- Per-request state (built by the runloop):
 --   { r, req_id, phase, phase_bit, route_index, cfg, shared, plugin_ctx,
 --     ngx_ctx, plugin (running plugin entry), consumer, credential, ... }
+-- ngx_ctx (ngx.ctx) is false until first used: _M.ngx_ctx makes it.
 --
 -- Rejected: looking the request up by coroutine.running() on every PDK
 -- call -- plugins that wrap their own coroutines (iterators) would lose it.
@@ -27,6 +28,17 @@ local _M = {
     timers = {},        -- ngx.timer callbacks by id (see ngx.timer.at)
     timer_id = 0,
 }
+
+--- ngx.ctx of a request's (or a timer's) state `ctx`, made at first use
+-- with Kong's route and service: most requests never touch it.
+function _M.ngx_ctx(ctx)
+    local t = ctx.ngx_ctx
+    if not t then
+        t = { route = ctx.route, service = ctx.service }
+        ctx.ngx_ctx = t
+    end
+    return t
+end
 
 --- The error value kong.response.exit raises to end the phase: the
 -- runloop's xpcall handler recognises it and the phase returns "exit".

@@ -76,6 +76,8 @@ int mg_lua_resp_header_at(void *r, int i, const char **name, size_t *nl,
                           const char **value, size_t *vl);
 int mg_lua_resp_set_header(void *r, const char *name, size_t nl,
                            const char *value, size_t vl, int add);
+int mg_lua_header_mod_at(void *r, int resp, int i, const char **name,
+                         size_t *nl, const char **value, size_t *vl);
 int mg_lua_resp_exit(void *r, int status, const char *body, size_t bl);
 const char *mg_lua_resp_source(void *r);
 int mg_lua_resp_set_chunk(void *r, const char *p, size_t n);

@@ -440,6 +440,20 @@ function fake.mg_lua_resp_set_header(r, name, nl, value, vl, add)
     return OK
 end
 
+function fake.mg_lua_header_mod_at(r, resp, i, name, nl, value, vl)
+    local m = (resp ~= 0 and r.resp.mods or r.upstream.mods)[i + 1]
+    if not m then
+        return -1
+    end
+    out(name, nl, m[1])
+    if m[2] == nil then
+        value[0], vl[0] = nil, 0
+    else
+        out(value, vl, m[2])
+    end
+    return (m[3] and m[3] ~= 0) and 1 or 0
+end
+
 function fake.mg_lua_resp_exit(r, status, body, bl)
     if r.resp.started or r.resp.upstream then
         return fail("exit is only possible before a response from the "

@@ -344,7 +344,8 @@ end
 -- ngx.var ---------------------------------------------------------------------
 
 local function header_var(ctx, lname)
-    local vals = P.values(P.req_headers(ctx), ctx.req_mods, lname)
+    local vals = P.values(P.req_headers(ctx), P.mods(ctx, "req_mods"),
+                          lname)
     if #vals == 0 then
         return nil
     end
@@ -554,7 +555,7 @@ local function header_get(_, name)
     if not ctx or type(name) ~= "string" then
         return nil
     end
-    local vals = P.values(P.resp_headers(ctx), ctx.resp_mods,
+    local vals = P.values(P.resp_headers(ctx), P.mods(ctx, "resp_mods"),
                           P.norm_name(name))
     if #vals == 0 then
         return nil
@@ -791,7 +792,7 @@ function req.get_headers(max_headers, raw)
         end
         return t, truncated
     end
-    return P.headers_table(list, ctx.req_mods, max_headers)
+    return P.headers_table(list, P.mods(ctx, "req_mods"), max_headers)
 end
 
 function req.set_header(name, value)
@@ -918,7 +919,8 @@ end
 ngx.resp = {
     get_headers = function(max_headers, raw)
         local ctx = need_ctx()
-        local t, trunc = P.headers_table(P.resp_headers(ctx), ctx.resp_mods,
+        local t, trunc = P.headers_table(P.resp_headers(ctx),
+                                         P.mods(ctx, "resp_mods"),
                                          max_headers ~= 0 and
                                          (max_headers or 100) or nil)
         if raw then
@@ -1045,7 +1047,7 @@ setmetatable(ngx, {
         if k == "ctx" then
             local ctx = context.current
             if ctx then
-                return ctx.ngx_ctx
+                return context.ngx_ctx(ctx)
             end
             return init_ctx
         elseif k == "status" then

@@ -36,8 +36,10 @@
 --   bit (mg_lua_api.h) rather than its name.
 --
 --   runloop.finish(req_id)
---     Always, once, when the request ends: drops its state (kong.ctx,
---     ngx.ctx, the plugin configs it resolved).
+--     When the request ends: drops its state (kong.ctx, ngx.ctx, the
+--     plugin configs it resolved).  Not called when the route's plugins
+--     run in rewrite / access only: phase drops the state itself when
+--     that phase returns (forget_if_done; the core makes the same test).
 --
 -- Plugin selection follows Kong 3: one instance per plugin name per
 -- request, the most specific of route+service+consumer, route+consumer,
@@ -823,13 +825,17 @@ end
 -- phases ------------------------------------------------------------------
 
 -- handlers run through run_current so xpcall needs no closure per call;
--- the values are read before the handler can yield
+-- the values are read before the handler can yield.  Neither the call of
+-- the handler nor that of xpcall is a tail call: a trace cannot return
+-- into xpcall's frame ("NYI: return to lower frame"), so a handler that
+-- ended run_current's frame with its own could never be compiled.  Kong
+-- ignores what a handler returns.
 local cur_fn, cur_self, cur_conf
 
 local function run_current()
     local fn, self, conf = cur_fn, cur_self, cur_conf
     cur_fn, cur_self, cur_conf = nil, nil, nil
-    return fn(self, conf)
+    fn(self, conf)
 end
 
 local function on_error(err, co)
@@ -848,7 +854,8 @@ end
 local protected
 if rawget(_G, "jit") then
     protected = function(f)
-        return xpcall(f, on_error)
+        local ok, err = xpcall(f, on_error)
+        return ok, err
     end
 else
     local create, resume, yield, status = coroutine.create,
@@ -868,21 +875,47 @@ else
     end
 end
 
+-- Request states are reused: _M.finish empties a finished request's
+-- table (table.clear keeps its slots) and keeps it for the next request,
+-- so a request that only runs plugins makes almost no garbage (a fresh
+-- 13-field table per request was most of the GC's work under load).
+-- Nothing outlives the request with a reference to its state: plugins
+-- see ngx.ctx and kong.ctx (tables of their own, never reused), timers
+-- and cosockets keep no request state, and a request cut short has its
+-- coroutine dropped before _M.finish.
+local ok_clear, tclear = pcall(require, "table.clear")
+if not ok_clear then
+    tclear = nil                -- plain Lua (unit specs): no reuse
+end
+local spare, nspare = {}, 0
+local SPARE_MAX = 512
+
 local function new_request(r, req_id, route_index, name, bitv)
     local snap = active
     local route = route_index and snap and snap.routes[route_index]
     local service = route and route.service and snap.services[route.service.id]
-    local ngx_ctx = { route = route, service = service }
+    local list = (route_index and snap and snap.lists[route_index]) or
+                 (snap and snap.global) or EMPTY
+    if nspare > 0 then
+        local ctx = spare[nspare]
+        spare[nspare] = nil
+        nspare = nspare - 1
+        ctx.r, ctx.req_id, ctx.route_index = r, req_id, route_index
+        ctx.snap, ctx.list, ctx.route, ctx.service = snap, list, route, service
+        ctx.ngx_ctx = false
+        ctx.phase, ctx.phase_bit = name, bitv
+        ctx.plugin_name, ctx.plugin = false, false
+        return ctx
+    end
     return {
         r = r,                  -- a cdata (see _M.phase)
         req_id = req_id,
         route_index = route_index,
         snap = snap,
-        list = (route_index and snap and snap.lists[route_index]) or
-               (snap and snap.global) or EMPTY,
+        list = list,
         route = route,
         service = service,
-        ngx_ctx = ngx_ctx,
+        ngx_ctx = false,        -- made at first use (context.ngx_ctx)
         -- set by every phase: in the constructor, the table is made with
         -- room for them (no rehash per request); false = none
         phase = name,
@@ -917,13 +950,46 @@ local function resolve(ctx, entry, phase)
         end
     end
     local inst = entry.default
-    local consumer = ctx.ngx_ctx.authenticated_consumer
+    local nctx = ctx.ngx_ctx
+    local consumer = nctx and nctx.authenticated_consumer
     local cid = type(consumer) == "table" and consumer.id or nil
     if cid then
         inst = lookup(combos, entry.rid, entry.sid, cid)
     end
     confs[entry.name] = inst or false
     return inst
+end
+
+-- Forget request req_id (runloop.finish, see the file header; or the
+-- runloop itself, see forget_if_done).
+local function finish(req_id)
+    local ctx = requests[req_id]
+    if not ctx then
+        return
+    end
+    requests[req_id] = nil
+    if context.current == ctx then
+        context.current = nil
+    end
+    if tclear and nspare < SPARE_MAX then
+        tclear(ctx)
+        nspare = nspare + 1
+        spare[nspare] = ctx
+    end
+end
+_M.finish = finish
+
+-- A request whose plugins run in rewrite / access only is done with Lua
+-- when that phase returns: forget it then, and the core (mg_lua_resume,
+-- the same test on the route's phase mask) skips its runloop.finish
+-- call -- one C-to-Lua call less per request.  Later phases (response,
+-- the filters, log) need the state, and body_filter runs once per piece.
+local FORGET_AFTER = { rewrite = true, access = true }
+
+local function forget_if_done(ctx, name, bitv)
+    if FORGET_AFTER[name] and ctx.list.phases < bitv * 2 then
+        finish(ctx.req_id)
+    end
 end
 
 local EXIT_PHASES = { rewrite = true, access = true, response = true }
@@ -976,6 +1042,7 @@ function _M.phase(name, r, req_id, route_index, chunk, eof)
         if name == "access" and ctx.times then
             ctx.times.access_end = C.mg_lua_now()
         end
+        forget_if_done(ctx, name, bitv)
         return
     end
 
@@ -1045,6 +1112,7 @@ function _M.phase(name, r, req_id, route_index, chunk, eof)
         ctx.times.access_end = C.mg_lua_now()
     end
     context.current = nil
+    forget_if_done(ctx, name, bitv)
     if result == "error" then
         return result, msg
     end
@@ -1069,15 +1137,6 @@ function _M.run_timer(id, premature, t)
     context.current = nil
     if not ok then
         log(LOG.ERR, "[kong] timer callback failed: " .. tostring(err))
-    end
-end
-
---- See the file header.
-function _M.finish(req_id)
-    local ctx = requests[req_id]
-    requests[req_id] = nil
-    if ctx and context.current == ctx then
-        context.current = nil
     end
 end
 

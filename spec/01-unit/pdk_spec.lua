@@ -181,6 +181,29 @@ describe("kong.request", function()
         assert.is_nil(fake.header(up, "content-type"))
     end)
 
+    it("reads each change back, between changes too", function()
+        -- the overlay is rebuilt from the core's record after a change
+        in_phase("access", r, function()
+            local sr, req = kong.service.request, kong.request
+            assert.equals("yes", req.get_header("x-custom-header"))
+            sr.add_header("X-Multi", "3")
+            assert.same({ "1", "2", "3" }, req.get_headers()["x-multi"])
+            sr.set_header("X-Multi", "only")     -- a set drops the add
+            assert.equals("only", req.get_header("x-multi"))
+            assert.equals("only", req.get_headers()["x-multi"])
+            sr.clear_header("X-Multi")
+            assert.is_nil(req.get_header("x-multi"))
+            sr.add_header("X-Multi", "again")    -- after a clear: alone
+            assert.same("again", req.get_headers()["x-multi"])
+            sr.set_header("X-Empty", "")         -- an empty value is kept
+            assert.equals("", req.get_header("x-empty"))
+            assert.equals("again", ngx.req.get_headers()["x-multi"])
+        end)
+        local up = fake.upstream_headers(r)
+        assert.equals("again", fake.header(up, "x-multi"))
+        assert.equals("", fake.header(up, "x-empty"))
+    end)
+
     it("honours X-Forwarded-* from trusted proxies only", function()
         in_phase("access", r, function()
             local req = kong.request

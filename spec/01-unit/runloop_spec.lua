@@ -582,6 +582,37 @@ describe("runloop.phase", function()
                       fake.header(fake.response_headers(r2), "X-Ctx-Check"))
     end)
 
+    it("forgets a request whose plugins end in access as access returns",
+       function()
+        -- the core (mg_lua_resume) makes the same test and skips finish
+        recorder("t-a", 10)
+        recorder("t-l", 5, { "access", "log" })
+        recorder("t-g", 1, { "rewrite" })
+        init({ plugin("t-a", { route = R1 }), plugin("t-l", { route = R2 }) },
+             "t-a,t-l")
+        H.phase("access", request(), "q1", 0)
+        assert.is_nil(runloop.requests.q1)
+        local r2 = request()
+        H.phase("access", r2, "q2", 1)
+        assert.is_table(runloop.requests.q2)    -- log comes later
+        fake.respond(r2, 200, {})
+        H.phase("log", r2, "q2", 1)
+        assert.is_table(runloop.requests.q2)    -- until finish
+        runloop.finish("q2")
+        assert.is_nil(runloop.requests.q2)
+        -- a global rewrite plugin: kept after rewrite, forgotten after
+        -- the route's access
+        init({ plugin("t-a", { route = R1 }), plugin("t-g") }, "t-a,t-g")
+        local r3 = request()
+        H.phase("rewrite", r3, "q3", 0)
+        assert.is_table(runloop.requests.q3)
+        H.phase("access", r3, "q3", 0)
+        assert.is_nil(runloop.requests.q3)
+        assert.same({ "t-a:access:default", "t-l:access:default",
+                      "t-l:log:default", "t-g:rewrite:default",
+                      "t-a:access:default" }, trace)
+    end)
+
     it("kong.ctx.plugin is private to each plugin", function()
         define("t-one", 20, { access = function()
             kong.ctx.plugin.v = "one"

@@ -84,6 +84,17 @@ describe("e2e plugin lifecycle", function()
     H.assert_no_error_log(gw)
   end)
 
+  it("holds no state for requests that ended", function()
+    local c = assert(H.connect(gw.port))
+    for _ = 1, 30 do
+      assert(c:send(H.request_bytes { path = "/echo" }))
+      local res = assert(c:read_response({ timeout = 5 }))
+      assert.equals(200, res.status)
+      assert.equals("1", res.headers["x-live-requests"])
+    end
+    c:close()
+  end)
+
   it("runs them again in the workers of a new generation", function()
     local old = {}
     for _, p in ipairs(gw:worker_pids()) do old[p] = true end

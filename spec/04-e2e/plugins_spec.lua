@@ -65,6 +65,31 @@ describe("e2e plugins", function()
     end
   end)
 
+  it("never shows a request another request's state", function()
+    -- the runloop reuses its per-request tables: one keep-alive
+    -- connection after another, and several at once, each request starts
+    -- with empty kong.ctx.shared, kong.ctx.plugin and ngx.ctx
+    local conns = {}
+    for i = 1, 4 do
+      conns[i] = assert(H.connect(gw.port))
+    end
+    for round = 1, 25 do
+      for i = 1, 4 do
+        assert(conns[i]:send(H.request_bytes { path = "/plain/echo",
+          headers = { ["X-Ctx-Value"] = tostring(round * 10 + i) } }))
+      end
+      for i = 1, 4 do
+        local res = assert(conns[i]:read_response({ timeout = 5 }))
+        assert.equals(200, res.status)
+        assert.equals("rewrite=1;access=" .. (round * 10 + i) ..
+                      ";plugin=1;ngx=ngx;leak=0", res.headers["x-ctx-check"])
+      end
+    end
+    for i = 1, 4 do
+      conns[i]:close()
+    end
+  end)
+
   it("lets a plugin change the upstream request and the response", function()
     for _ = 1, 2 do
       local res = assert(H.request(gw.port, { path = "/hdr/echo" }))

@@ -9,6 +9,7 @@
 -- config snapshot (the runloop's init document), indexed by id and by
 -- username.
 
+local context = require "moongate.context"
 local phases = require "moongate.phases"
 local api = require "moongate.ffi"
 local P = require "moongate.pdk.private"
@@ -63,7 +64,8 @@ function _M.get_forwarded_ip()
     local ctx = check(ADDR)
     local peer = request.client_ip(ctx)
     if request.trusted(ctx) then
-        local v = P.first(P.req_headers(ctx), ctx.req_mods, real_ip_header)
+        local v = P.first(P.req_headers(ctx), P.mods(ctx, "req_mods"),
+                          real_ip_header)
         if v then
             if real_ip_header == "x-forwarded-for" then
                 v = match(v, "([^,%s]+)%s*$")
@@ -103,12 +105,12 @@ end
 
 function _M.get_consumer()
     local ctx = check(AUTH)
-    return ctx.ngx_ctx.authenticated_consumer
+    return context.ngx_ctx(ctx).authenticated_consumer
 end
 
 function _M.get_credential()
     local ctx = check(AUTH)
-    return ctx.ngx_ctx.authenticated_credential
+    return context.ngx_ctx(ctx).authenticated_credential
 end
 
 --- Set the authenticated consumer and credential of this request; the
@@ -122,7 +124,7 @@ function _M.authenticate(consumer, credential)
     elseif consumer == nil and credential == nil then
         error("either credential or consumer must be provided", 2)
     end
-    local nctx = ctx.ngx_ctx
+    local nctx = context.ngx_ctx(ctx)
     nctx.authenticated_consumer = consumer
     nctx.authenticated_credential = credential
 end

@@ -276,7 +276,7 @@ function _M.serialize(options)
     local scheme = req.get_scheme()
 
     local list = P.req_headers(ctx)
-    local req_headers = P.headers_table(list, ctx.req_mods, 1000)
+    local req_headers = P.headers_table(list, P.mods(ctx, "req_mods"), 1000)
     if req_headers.authorization then
         req_headers.authorization = "REDACTED"
     end
@@ -299,7 +299,7 @@ function _M.serialize(options)
         proxy_ms = (t.header_filter - t.access_end) * 1000
     end
 
-    local nctx = ctx.ngx_ctx
+    local nctx = context.ngx_ctx(ctx)
     local credential = nctx.authenticated_credential
     local authenticated_entity
     if credential then

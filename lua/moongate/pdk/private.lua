@@ -7,13 +7,14 @@
 -- and applies them when it builds the head it sends.  The core's read
 -- functions keep returning what arrived (the client's request head, the
 -- upstream's response head).  Kong's PDK reads back its own changes
--- (nginx edits the header list in place), so each request keeps an
--- overlay here: name -> { replace = bool, values = {...} }; a set or
--- clear replaces what arrived, an add appends to it.
---
--- Rejected: asking the core for the effective header list after every
--- change -- one more API and a copy per read for a case (read-back) that
--- is rare next to plain reads.
+-- (nginx edits the header list in place), so a read after a change sees
+-- an overlay: name -> { replace = bool, values = {...} }; a set or clear
+-- replaces what arrived, an add appends to it.  The overlay is built from
+-- the core's record of the changes (mg_lua_header_mod_at) at the first
+-- read after a change (_M.mods): a change itself costs one core call and
+-- no Lua table, and most plugins that set a header never read it back.
+-- (Kept in Lua as each change was made, the overlay cost three tables per
+-- set_header -- most of a header-setting plugin's garbage.)
 
 local api = require "moongate.ffi"
 
@@ -142,6 +143,33 @@ function _M.save_query(ctx)
 end
 
 -- the overlay ---------------------------------------------------------------
+
+local MOD_WHICH = { req_mods = 0, resp_mods = 1 }
+
+--- The overlay ctx[key] ("req_mods" or "resp_mods"): nil when nothing
+-- changed, rebuilt from the core's record after a change (ctx[key] is
+-- false then, see header_setter).
+function _M.mods(ctx, key)
+    local mods = ctx[key]
+    if mods ~= false then
+        return mods
+    end
+    mods = nil
+    local r, which = ctx.r, MOD_WHICH[key]
+    local i = 0
+    while true do
+        local add = C.mg_lua_header_mod_at(r, which, i, sp, sn, vp, vn)
+        if add < 0 then
+            break
+        end
+        mods = mods or {}
+        local value = vp[0] ~= nil and str(vp[0], vn[0]) or nil
+        _M.mod(mods, str(sp[0], sn[0]), value, add == 1)
+        i = i + 1
+    end
+    ctx[key] = mods
+    return mods
+end
 
 --- Record a change: value nil clears, add appends.
 function _M.mod(mods, name, value, add)
@@ -377,12 +405,7 @@ function _M.header_setter(cfn, key)
         if rc ~= OK then
             return nil, _M.last_error()
         end
-        local m = ctx[key]
-        if not m then
-            m = {}
-            ctx[key] = m
-        end
-        _M.mod(m, name, value, add)
+        ctx[key] = false        -- stale: _M.mods rebuilds it
         return true
     end
 

@@ -166,7 +166,7 @@ function _M.get_header(name)
     if type(name) ~= "string" then
         error("header name must be a string", 2)
     end
-    local mods = ctx.req_mods
+    local mods = P.mods(ctx, "req_mods")
     if mods or ctx.req_headers then
         return P.first(P.req_headers(ctx), mods, name)
     end
@@ -184,7 +184,8 @@ end
 function _M.get_headers(max_headers)
     local ctx = check(REQ)
     max_headers = P.check_max(max_headers, "max_headers", 100)
-    return P.headers_table(P.req_headers(ctx), ctx.req_mods, max_headers)
+    return P.headers_table(P.req_headers(ctx), P.mods(ctx, "req_mods"),
+                           max_headers)
 end
 
 -- forwarded values ------------------------------------------------------------
@@ -215,7 +216,7 @@ local function fwd(ctx, name)
     if not trusted(ctx) then
         return nil
     end
-    local v = P.first(P.req_headers(ctx), ctx.req_mods, name)
+    local v = P.first(P.req_headers(ctx), P.mods(ctx, "req_mods"), name)
     if v then
         v = match(v, "^%s*([^,]-)%s*,") or match(v, "^%s*(.-)%s*$")
         if v == "" then

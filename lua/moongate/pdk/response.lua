@@ -46,7 +46,7 @@ local CONTENT_TYPE_JSON = "application/json; charset=utf-8"
 
 -- headers -------------------------------------------------------------------
 
--- one header change to the core, then to the overlay (ctx.resp_mods)
+-- one header change to the core; reads see it through P.mods
 local set_one, set_value = P.header_setter("mg_lua_resp_set_header",
                                            "resp_mods")
 
@@ -77,13 +77,14 @@ function _M.get_header(name)
     if type(name) ~= "string" then
         error("header name must be a string", 2)
     end
-    return P.first(P.resp_headers(ctx), ctx.resp_mods, name)
+    return P.first(P.resp_headers(ctx), P.mods(ctx, "resp_mods"), name)
 end
 
 function _M.get_headers(max_headers)
     local ctx = check(GET)
     max_headers = P.check_max(max_headers, "max_headers", 100)
-    return P.headers_table(P.resp_headers(ctx), ctx.resp_mods, max_headers)
+    return P.headers_table(P.resp_headers(ctx), P.mods(ctx, "resp_mods"),
+                           max_headers)
 end
 
 --- "service", "exit" or "error" (as the core tells).
@@ -159,7 +160,8 @@ local function send(ctx, status, body, headers, level)
         if not content then
             error("could not JSON encode the body: " .. tostring(err), level)
         end
-        if not P.first(P.resp_headers(ctx), ctx.resp_mods, "content-type") then
+        if not P.first(P.resp_headers(ctx), P.mods(ctx, "resp_mods"),
+                       "content-type") then
             set_one(ctx, "Content-Type", CONTENT_TYPE_JSON, false)
         end
     end
@@ -286,7 +288,8 @@ function _M.error(status, message, headers)
     if ct then
         kind = negotiate(ct)
     else
-        kind = negotiate(P.first(P.req_headers(ctx), ctx.req_mods, "accept"))
+        kind = negotiate(P.first(P.req_headers(ctx),
+                                 P.mods(ctx, "req_mods"), "accept"))
         local h = {}
         for k, v in pairs(headers or {}) do
             h[k] = v

@@ -76,7 +76,7 @@ end
 
 -- kong.service.request ----------------------------------------------------
 
--- one header change to the core, then to the overlay (ctx.req_mods)
+-- one header change to the core; reads see it through P.mods
 local set_one, set_value = P.header_setter("mg_lua_upstream_set_header",
                                            "req_mods")
 
@@ -167,7 +167,7 @@ end
 function request.set_header(name, value)
     local ctx = check(ACCESS)
     value = P.validate_header(name, value)
-    if lower(name) == "host" then
+    if #name == 4 and lower(name) == "host" then
         ctx.upstream_host = value
     end
     local ok, err = set_one(ctx, name, value, false)
@@ -267,8 +267,8 @@ function request.set_body(args, mimetype)
     if mimetype ~= nil and type(mimetype) ~= "string" then
         error("mime must be a string", 2)
     end
-    local ct = mimetype or P.first(P.req_headers(ctx), ctx.req_mods,
-                                   "content-type")
+    local ct = mimetype or P.first(P.req_headers(ctx),
+                                   P.mods(ctx, "req_mods"), "content-type")
     if not ct or ct == "" then
         return nil, "content type was neither explicitly given as an " ..
                     "argument or received as a header"
