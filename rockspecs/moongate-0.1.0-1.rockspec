@@ -102,6 +102,7 @@ build = {
     ["moongate.shdict"] = "lua/moongate/shdict.lua",
     ["moongate.socket"] = "lua/moongate/socket.lua",
     ["moongate.socket_fake"] = "lua/moongate/socket_fake.lua",
+    ["ngx.ssl"] = "lua/ngx/ssl.lua",
     ["resty.http"] = "lua/resty/http.lua",
     ["resty.http_headers"] = "lua/resty/http_headers.lua",
   },

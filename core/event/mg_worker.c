@@ -413,6 +413,9 @@ mg_worker_conn_add(int fd, const struct sockaddr_storage *ss, socklen_t sl,
             return NULL;
         }
         mg_tls_conn_set_id(c->tls, c->id);
+        if (ts != mg_cluster_tls && mg_lua_wants_certificate(wk->rt)) {
+            mg_tls_conn_want_hello(c->tls);     /* plugins' certificate */
+        }
         c->io = &mg_conn_tls_io;
         c->state = MG_CONN_HANDSHAKE;
     }

@@ -15,7 +15,6 @@
  * the head.
  */
 #include <errno.h>
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <strings.h>
@@ -84,6 +83,15 @@ mg_http_conn_handshake(mg_conn_t *c)
         "{\"message\":\"The plain HTTP request was sent to HTTPS port\"}\n";
     int rc = mg_tls_handshake(c->tls);
 
+    if (rc == MG_TLS_HELLO) {
+        /* the ClientHello is in: the global plugins' certificate phase */
+        if (mg_lua_certificate(c) != MG_OK) {
+            mg_tls_conn_refuse(c->tls);
+            mg_conn_close(c);
+            return;
+        }
+        rc = mg_tls_handshake(c->tls);
+    }
     if (rc == MG_OK) {
         ev_io_stop(mg_worker->loop, &c->wev);
         c->state = MG_CONN_HEAD;

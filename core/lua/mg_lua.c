@@ -28,6 +28,7 @@
 #include "../base/mg_pool.h"
 #include "../base/mg_time.h"
 #include "../http/mg_http.h"
+#include "../tls/mg_tls.h"
 
 typedef struct {
     lua_State *L;
@@ -59,6 +60,7 @@ typedef struct {
     uint8_t     *routes;        /* 1 when route i enters Lua */
     uint16_t    *phases;        /* phases some plugin of route i has */
     size_t       nroutes;
+    uint16_t     global_phases; /* phases some global plugin has */
 } mg_lua_rt_t;
 
 #define MG_LUA_VM(rt) (((mg_lua_rt_t *) (rt)->lua)->vm)
@@ -713,6 +715,14 @@ mg_lua_configure(mg_lua_vm_t *vm, mg_runtime_t *rt, const mg_conf_t *conf,
         }
         lua_pop(L, 1);
     }
+    /* and the global plugins' (certificate runs those only) */
+    lua_pushvalue(L, -1);
+    lua_pushnil(L);
+    if (lua_pcall(L, 1, 1, 0) == 0 && lua_isnumber(L, -1)) {
+        lrt->global_phases = (uint16_t) lua_tointeger(L, -1);
+    } else {
+        lrt->global_phases = 0xffff;
+    }
     lua_settop(L, 0);
     lrt->vm = vm;
     vm->refs++;
@@ -807,6 +817,7 @@ mg_lua_runtime_reconfigure(mg_runtime_t *rt, const mg_runtime_t *prev,
 }
 
 static void mg_lua_continue(mg_request_t *r, int resuming);
+static int mg_lua_run_sync(mg_request_t *r, int phase);
 
 int
 mg_lua_admin_init(mg_runtime_t *rt, const mg_conf_t *conf, char *err,
@@ -1118,6 +1129,54 @@ mg_lua_access(mg_request_t *r)
     mg_lua_continue(r, 0);
 }
 
+int
+mg_lua_wants_certificate(const mg_runtime_t *rt)
+{
+    const mg_lua_rt_t *lrt = rt ? rt->lua : NULL;
+
+    return lrt != NULL && (lrt->global_phases & MG_LUA_PHASE_certificate);
+}
+
+/*
+ * The certificate phase of a TLS connection c (Kong's ssl_certificate:
+ * the global plugins, once per full handshake, before the server's
+ * certificate goes out).  No request exists yet: the PDK gets a request
+ * of its own that holds only the connection (kong.client.get_ip, the
+ * SNI, ngx.ctx for the phase) and a small pool; the phase checks keep
+ * request functions out.  It runs to its end at once, as OpenResty's
+ * ssl_certificate_by_lua may not here: a plugin that waits fails.
+ * MG_OK: go on with the handshake; otherwise abort it (a plugin failed,
+ * or called ngx.exit(ngx.ERROR)).
+ */
+int
+mg_lua_certificate(mg_conn_t *c)
+{
+    mg_runtime_t *rt = mg_worker ? mg_worker->rt : NULL;
+    mg_request_t  r;
+    int           rc;
+
+    if (!mg_lua_wants_certificate(rt)) {
+        return MG_OK;
+    }
+    memset(&r, 0, sizeof(r));
+    r.pool = mg_pool_create(1024);
+    if (r.pool == NULL) {
+        return MG_ERROR;
+    }
+    r.conn = c;
+    r.rt = rt;
+    r.lua = 1;
+    r.lua_ref = LUA_NOREF;
+    r.lua_mask = MG_LUA_PHASE_certificate;
+    rc = mg_lua_run_sync(&r, MG_LUA_PHASE_certificate);
+    mg_pool_destroy(r.pool);
+    if (rc == MG_DONE) {
+        mg_log_info("*%llu the certificate phase ended the handshake",
+                    (unsigned long long) c->id);
+    }
+    return rc == MG_OK ? MG_OK : MG_ERROR;
+}
+
 void
 mg_lua_response(mg_request_t *r)
 {
@@ -1291,6 +1350,21 @@ int mg_lua_req_path(void *r, const char **p, size_t *n) { return OUT(R->path); }
 int mg_lua_req_query(void *r, const char **p, size_t *n) { return OUT(R->query); }
 int mg_lua_req_host(void *r, const char **p, size_t *n) { return OUT(R->host); }
 int mg_lua_req_port(void *r) { return R->conn->local_port; }
+
+int
+mg_lua_req_sni(void *r, const char **p, size_t *n)
+{
+    mg_str_t s;
+
+    if (R->conn->tls == NULL) {
+        return MG_DECLINED;
+    }
+    s = mg_tls_sni(R->conn->tls);
+    if (s.len == 0) {
+        return MG_DECLINED;
+    }
+    return OUT(s);
+}
 
 int
 mg_lua_req_scheme(void *r, const char **p, size_t *n)

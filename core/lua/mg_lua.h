@@ -31,6 +31,11 @@ void mg_lua_runtime_free(mg_runtime_t *rt);
  * hooks (the master only loads and validates).  Failures are logged. */
 void mg_lua_worker_start(mg_runtime_t *rt);
 
+/* Whether a global plugin of rt has a certificate handler, and the
+ * certificate phase of TLS connection c (mg_lua.c says more). */
+int mg_lua_wants_certificate(const mg_runtime_t *rt);
+int mg_lua_certificate(mg_conn_t *c);
+
 /*
  * In a worker swapping to rt (a new config version) from prev: configure
  * rt on prev's VM (plugins stay loaded; runloop.init builds the new

@@ -54,6 +54,8 @@ int mg_lua_req_query(void *r, const char **p, size_t *n);     /* raw, no '?' */
 int mg_lua_req_host(void *r, const char **p, size_t *n);      /* no port */
 int mg_lua_req_port(void *r);                                 /* server port */
 int mg_lua_req_scheme(void *r, const char **p, size_t *n);    /* http/https */
+/* the SNI of a TLS connection, lower-cased; MG_DECLINED when none */
+int mg_lua_req_sni(void *r, const char **p, size_t *n);
 int mg_lua_req_http_version(void *r);                         /* 10, 11 */
 int mg_lua_req_header_count(void *r);
 int mg_lua_req_header_at(void *r, int i, const char **name, size_t *nl,

@@ -596,6 +596,23 @@ mg_tls_log_failure(mg_tls_conn_t *t)
     }
 }
 
+void
+mg_tls_conn_want_hello(mg_tls_conn_t *t)
+{
+    if (t->server != NULL) {
+        t->want_hello = 1;
+    }
+}
+
+void
+mg_tls_conn_refuse(mg_tls_conn_t *t)
+{
+    (void) mbedtls_ssl_send_alert_message(&t->ssl,
+                                          MBEDTLS_SSL_ALERT_LEVEL_FATAL,
+                                          MBEDTLS_SSL_ALERT_MSG_HANDSHAKE_FAILURE);
+    t->fatal = 1;
+}
+
 int
 mg_tls_handshake(mg_tls_conn_t *t)
 {
@@ -612,6 +629,14 @@ mg_tls_handshake(mg_tls_conn_t *t)
          * set and clears it when the server declines. */
         if (t->ssl.handshake != NULL) {
             t->resumed = t->ssl.handshake->resume != 0;
+        }
+        /* the ClientHello was read (a ticket decided resumption, the SNI
+         * callback ran); the ServerHello and certificate are next */
+        if (t->want_hello && t->ssl.state == MBEDTLS_SSL_SERVER_HELLO) {
+            t->want_hello = 0;
+            if (!t->resumed) {
+                return MG_TLS_HELLO;
+            }
         }
         ret = mbedtls_ssl_handshake_step(&t->ssl);
         if (ret == 0) {

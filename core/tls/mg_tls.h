@@ -158,6 +158,20 @@ int mg_tls_handshake(mg_tls_conn_t *t);
 int mg_tls_want_write(const mg_tls_conn_t *t);
 
 /*
+ * Server side, before the first mg_tls_handshake(): pause once after the
+ * ClientHello of a full handshake (not of a resumed one), when the SNI is
+ * known and the certificate not yet sent.  mg_tls_handshake() then
+ * returns MG_TLS_HELLO; call it again to go on.  (The plugins'
+ * certificate phase runs there.)
+ */
+#define MG_TLS_HELLO  1
+void mg_tls_conn_want_hello(mg_tls_conn_t *t);
+
+/* Refuse the handshake paused at MG_TLS_HELLO: a handshake_failure alert,
+ * best effort (never blocks); the caller closes the connection. */
+void mg_tls_conn_refuse(mg_tls_conn_t *t);
+
+/*
  * Like recv(2): >0 bytes of plaintext; 0 on close_notify or EOF; -1 with
  * errno EAGAIN (see mg_tls_want_write() for the direction), ECONNRESET, or
  * EIO (mg_tls_error() says why).

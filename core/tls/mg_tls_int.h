@@ -110,6 +110,7 @@ struct mg_tls_conn_s {
     unsigned             notified:1;
     unsigned             depth_exceeded:1;
     unsigned             offered_session:1;
+    unsigned             want_hello:1;   /* pause after the ClientHello */
     int                  sys_errno;      /* of the last failed send/recv */
     uint8_t              iplen;          /* client: host is an IP literal */
     unsigned char        ip[16];

@@ -42,6 +42,7 @@ int mg_lua_req_query(void *r, const char **p, size_t *n);
 int mg_lua_req_host(void *r, const char **p, size_t *n);
 int mg_lua_req_port(void *r);
 int mg_lua_req_scheme(void *r, const char **p, size_t *n);
+int mg_lua_req_sni(void *r, const char **p, size_t *n);
 int mg_lua_req_http_version(void *r);
 int mg_lua_req_header_count(void *r);
 int mg_lua_req_header_at(void *r, int i, const char **name, size_t *nl,

@@ -256,6 +256,13 @@ end
 
 function fake.mg_lua_req_client_port(r) return r.client_port end
 function fake.mg_lua_req_id(r, p, n) return out(p, n, r.id) end
+
+function fake.mg_lua_req_sni(r, p, n)
+    if not r.sni or r.sni == "" then
+        return DECLINED
+    end
+    return out(p, n, r.sni)
+end
 function fake.mg_lua_req_start_time(r) return r.start_time end
 
 function fake.mg_lua_req_body(r, p, n)

@@ -699,6 +699,9 @@ function ngx.exit(status)
     if not ctx then
         error("API disabled in the context of " .. phases.current(), 2)
     end
+    if ctx.phase == "certificate" and status < 0 then
+        error(context.EXIT, 0)  -- ngx.ERROR: abort the handshake
+    end
     if status >= 200 and phases.is(EXIT_PHASES) then
         if status == 444 then
             status = 499

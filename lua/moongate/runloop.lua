@@ -931,8 +931,8 @@ end
 -- the instance of `entry` for this request and phase
 -- (without consumer-scoped instances the choice is static)
 local function resolve(ctx, entry, phase)
-    if phase == "rewrite" then
-        return entry.global
+    if phase == "rewrite" or phase == "certificate" then
+        return entry.global             -- global plugins only (Kong)
     end
     local combos = entry.combos
     if not combos then
@@ -984,11 +984,15 @@ _M.finish = finish
 -- the same test on the route's phase mask) skips its runloop.finish
 -- call -- one C-to-Lua call less per request.  Later phases (response,
 -- the filters, log) need the state, and body_filter runs once per piece.
+-- The certificate phase (a TLS handshake, before any request) is always
+-- alone: the core runs it on a request of its own and never finishes it.
 local FORGET_AFTER = { rewrite = true, access = true }
 
 local function forget_if_done(ctx, name, bitv)
     if FORGET_AFTER[name] and ctx.list.phases < bitv * 2 then
         finish(ctx.req_id)
+    elseif name == "certificate" then
+        finish(ctx.req_id)      -- a handshake's own state, never a request's
     end
 end
 
