@@ -34,6 +34,7 @@ typedef struct {
     lua_State *L;
     int        phase_ref;
     int        finish_ref;
+    int        worker_start_ref;
     int        timer_ref;       /* runloop.run_timer, LUA_NOREF if absent */
     /* finished coroutines kept for reuse: a thread whose function
      * returned is back at its base level and can start another */
@@ -619,6 +620,8 @@ mg_lua_vm_create(const mg_conf_t *conf, char *err, size_t errlen)
     vm->phase_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_getfield(L, -1, "finish");
     vm->finish_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_getfield(L, -1, "worker_start");
+    vm->worker_start_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_getfield(L, -1, "run_timer");
     vm->timer_ref = lua_isfunction(L, -1) ? luaL_ref(L, LUA_REGISTRYINDEX)
                                           : (lua_pop(L, 1), LUA_NOREF);
@@ -770,15 +773,7 @@ mg_lua_worker_start(mg_runtime_t *rt)
     L = MG_LUA_VM(rt)->L;
     mg_time_update(ev_time());
     lua_settop(L, 0);
-    lua_getglobal(L, "require");
-    lua_pushstring(L, "moongate.runloop");
-    if (lua_pcall(L, 1, 1, 0) != 0) {
-        mg_log_error("lua: cannot load the plugin runtime: %s",
-                     lua_tostring(L, -1));
-        lua_settop(L, 0);
-        return;
-    }
-    lua_getfield(L, -1, "worker_start");
+    lua_rawgeti(L, LUA_REGISTRYINDEX, MG_LUA_VM(rt)->worker_start_ref);
     if (lua_pcall(L, 0, 0, 0) != 0) {
         mg_log_error("lua: runloop.worker_start failed: %s",
                      lua_tostring(L, -1));
@@ -1143,8 +1138,8 @@ mg_lua_wants_certificate(const mg_runtime_t *rt)
  * certificate goes out).  No request exists yet: the PDK gets a request
  * of its own that holds only the connection (kong.client.get_ip, the
  * SNI, ngx.ctx for the phase) and a small pool; the phase checks keep
- * request functions out.  It runs to its end at once, as OpenResty's
- * ssl_certificate_by_lua may not here: a plugin that waits fails.
+ * request functions out.  It runs to its end at once (OpenResty's
+ * ssl_certificate_by_lua may wait; here a plugin that waits fails).
  * MG_OK: go on with the handshake; otherwise abort it (a plugin failed,
  * or called ngx.exit(ngx.ERROR)).
  */
