@@ -127,6 +127,8 @@ struct mg_worker_s {
     size_t            nready;
     size_t            ready_cap;
     unsigned          in_ready;
+    long              hs_ns;         /* TLS handshake work this loop turn
+                                        (mg_http_conn_handshake) */
     struct mg_dns_s  *dns;           /* the worker's resolver, or NULL */
     int               access_fd;     /* -1 when off */
     mg_buf_t         *access_buf;

@@ -475,6 +475,7 @@ mg_worker_prepare_cb(struct ev_loop *loop, ev_prepare *w, int revents)
     (void) w;
     (void) revents;
     mg_time_update(ev_now(loop));
+    mg_worker->hs_ns = 0;       /* a new turn: a new handshake budget */
     mg_worker_ready_flush();
 }
 

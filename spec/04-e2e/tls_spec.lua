@@ -291,6 +291,20 @@ describe("e2e TLS termination", function()
       for _, c in ipairs(stuck) do c:close() end
     end)
 
+    it("completes a burst of handshakes, a few per loop turn", function()
+      -- 24 clients at once: more handshake work than one loop turn may
+      -- spend (mg_http_conn_handshake); the rest wait for later turns
+      local cmd = "for i in $(seq 24); do curl -sk -o /dev/null -w '%{http_code}\\n' " ..
+        "--max-time 20 https://127.0.0.1:" .. gw.ssl_port .. "/fast & done; wait"
+      local _, out = H.run("sh -c " .. H.shell_quote(cmd), { timeout = 30 })
+      local ok = 0
+      for code in out:gmatch("%d+") do
+        assert.equals("200", code)
+        ok = ok + 1
+      end
+      assert.equals(24, ok, out)
+    end)
+
     it("answers 426 on plain HTTP for an https-only route", function()
       for _ = 1, 2 do
         local res = assert(H.request(gw.port, { path = "/secure/echo" }))
