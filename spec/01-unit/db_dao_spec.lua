@@ -237,7 +237,12 @@ describe("db declarative", function()
         assert(D.import(a, doc))
         local text = assert(D.export(a, "json"))
         assert(D.import(b, text))
-        assert.equals(D.export(a, "yaml"), D.export(b, "yaml"))
+        -- an import stamps updated_at with its own time (Kong's auto
+        -- timestamps); the two imports may straddle a second
+        local function stable(y)
+            return (y:gsub("\n%s*updated_at: %d+", ""))
+        end
+        assert.equals(stable(D.export(a, "yaml")), stable(D.export(b, "yaml")))
         assert.matches('_format_version: "3.0"', D.export(a, "yaml"), 1, true)
     end)
 
