@@ -890,42 +890,40 @@ end
 local spare, nspare = {}, 0
 local SPARE_MAX = 512
 
+-- A state table made with a slot for each field every request sets (no
+-- rehash as they are filled); times (for kong.log.serialize: only when a
+-- plugin of the route has a log phase), shared, plugin_ctx (kong.ctx),
+-- confs and the rest are added on first use.  false = none.
+local function new_state()
+    return {
+        r = false, req_id = false, route_index = false, snap = false,
+        list = false, route = false, service = false,
+        ngx_ctx = false,        -- made at first use (context.ngx_ctx)
+        phase = false, phase_bit = false, plugin_name = false, plugin = false,
+    }
+end
+
 local function new_request(r, req_id, route_index, name, bitv)
     local snap = active
     local route = route_index and snap and snap.routes[route_index]
-    local service = route and route.service and snap.services[route.service.id]
-    local list = (route_index and snap and snap.lists[route_index]) or
-                 (snap and snap.global) or EMPTY
+    local ctx
     if nspare > 0 then
-        local ctx = spare[nspare]
+        ctx = spare[nspare]
         spare[nspare] = nil
         nspare = nspare - 1
-        ctx.r, ctx.req_id, ctx.route_index = r, req_id, route_index
-        ctx.snap, ctx.list, ctx.route, ctx.service = snap, list, route, service
-        ctx.ngx_ctx = false
-        ctx.phase, ctx.phase_bit = name, bitv
-        ctx.plugin_name, ctx.plugin = false, false
-        return ctx
+    else
+        ctx = new_state()
     end
-    return {
-        r = r,                  -- a cdata (see _M.phase)
-        req_id = req_id,
-        route_index = route_index,
-        snap = snap,
-        list = list,
-        route = route,
-        service = service,
-        ngx_ctx = false,        -- made at first use (context.ngx_ctx)
-        -- set by every phase: in the constructor, the table is made with
-        -- room for them (no rehash per request); false = none
-        phase = name,
-        phase_bit = bitv,
-        plugin_name = false,
-        plugin = false,
-        -- times (for kong.log.serialize: only when a plugin of the route
-        -- has a log phase), shared, plugin_ctx (kong.ctx), confs: created
-        -- on first use
-    }
+    ctx.r = r                   -- a cdata (see _M.phase)
+    ctx.req_id, ctx.route_index, ctx.snap = req_id, route_index, snap
+    ctx.list = (route_index and snap and snap.lists[route_index]) or
+               (snap and snap.global) or EMPTY
+    ctx.route = route
+    ctx.service = route and route.service and snap.services[route.service.id]
+    ctx.ngx_ctx = false
+    ctx.phase, ctx.phase_bit = name, bitv
+    ctx.plugin_name, ctx.plugin = false, false
+    return ctx
 end
 
 -- the instance of `entry` for this request and phase
