@@ -322,18 +322,7 @@ describe("e2e health state across reloads", function()
     assert.equals(0, rc, out)
     assert.is_true(gw:wait_log("configuration reloaded", 10, mark),
                    "no reload in the log")
-    local deadline = H.now() + 10
-    local fresh
-    repeat
-      fresh = true
-      local w = gw:worker_pids()
-      for _, p in ipairs(w) do
-        if old[p] then fresh = false end
-      end
-      fresh = fresh and #w == 2
-      if not fresh then H.sleep(0.05) end
-    until fresh or H.now() > deadline
-    assert.is_true(fresh, "the old workers did not go")
+    assert.is_table(gw:wait_new_generation(2, old), "the old workers did not go")
     return mark
   end
 

@@ -101,15 +101,7 @@ describe("e2e plugin lifecycle", function()
     assert.equals(0, (gw:reload()))
     assert.is_table(gw:wait_workers(2, 10, old))
     -- only the new generation answers once the old workers are gone
-    local deadline = H.now() + 10
-    repeat
-      local fresh = true
-      for _, p in ipairs(gw:worker_pids()) do
-        if old[p] then fresh = false end
-      end
-      if fresh then break end
-      H.sleep(0.05)
-    until H.now() > deadline
+    assert.is_table(gw:wait_new_generation(2, old), "the old workers did not go")
     H.sleep(0.2)
     for pid, h in pairs(both_workers()) do
       assert.is_nil(old[tonumber(pid)])

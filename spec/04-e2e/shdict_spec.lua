@@ -110,15 +110,7 @@ describe("e2e ngx.shared", function()
     H.write_conf(gw.conf_path, gw.conf)
     assert.equals(0, (gw:reload()))
     -- only the new generation answers once the old workers are gone
-    local deadline = H.now() + 10
-    repeat
-      local w, fresh = gw:worker_pids(), true
-      for _, p in ipairs(w) do
-        if old[p] then fresh = false end
-      end
-      if fresh and #w == 2 then break end
-      H.sleep(0.05)
-    until H.now() > deadline
+    gw:wait_new_generation(2, old)
     assert.equals(1, hits())
     assert.equals(2, hits())
     local res = assert(H.request(gw.port, { path = "/selftest/echo" }))

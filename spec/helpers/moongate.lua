@@ -757,6 +757,23 @@ function Gateway:wait_workers(n, timeout, exclude)
   return nil
 end
 
+-- After a reload: wait until the master's n workers are all new (none
+-- of them in `old`, a set of pids); returns the list or nil.
+function Gateway:wait_new_generation(n, old, timeout)
+  local deadline = _M.now() + (timeout or 10)
+  repeat
+    local w, fresh = self:worker_pids(), true
+    for _, p in ipairs(w) do
+      if old[p] then fresh = false end
+    end
+    if fresh and #w == n then
+      return w
+    end
+    socket.sleep(0.05)
+  until _M.now() > deadline
+  return nil
+end
+
 function Gateway:alive()
   return _M.alive(self.pid)
 end
