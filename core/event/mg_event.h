@@ -48,6 +48,7 @@ struct mg_conn_s {
     ev_io                rev;
     ev_io                wev;
     ev_timer             timer;
+    ev_tstamp            deadline;    /* of the timeout set, 0 = none */
     const mg_conn_io_t  *io;
     struct mg_tls_conn_s *tls;        /* NULL on plain connections */
     mg_buf_t            *in;          /* NULL while idle */

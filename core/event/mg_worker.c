@@ -166,15 +166,31 @@ mg_conn_peer_ip(const mg_conn_t *c, char *buf, size_t len)
     return strlen(buf);
 }
 
+/*
+ * A connection's timeout changes several times per request (header, body,
+ * send, keep-alive idle).  Only the deadline is kept here; the libev
+ * timer moves only when the new deadline comes before the one it is set
+ * for.  A later or cleared deadline leaves it alone, and when it fires
+ * early mg_conn_timer_cb sets it again for what is left (or does nothing).
+ * On a busy keep-alive connection that is no timer-heap work per request.
+ */
 void
 mg_conn_timer_set(mg_conn_t *c, int msec)
 {
+    struct ev_loop *loop = mg_worker->loop;
+    ev_tstamp       now = ev_now(loop);
+
     if (msec <= 0) {
-        ev_timer_stop(mg_worker->loop, &c->timer);
+        c->deadline = 0;
         return;
     }
-    c->timer.repeat = msec / 1000.0;
-    ev_timer_again(mg_worker->loop, &c->timer);
+    c->deadline = now + msec / 1000.0;
+    if (!ev_is_active(&c->timer)
+        || now + ev_timer_remaining(loop, &c->timer) > c->deadline)
+    {
+        c->timer.repeat = msec / 1000.0;
+        ev_timer_again(loop, &c->timer);
+    }
 }
 
 void
@@ -228,6 +244,7 @@ mg_conn_close(mg_conn_t *c)
     ev_io_stop(w->loop, &c->rev);
     ev_io_stop(w->loop, &c->wev);
     ev_timer_stop(w->loop, &c->timer);
+    c->deadline = 0;
     if (c->in) {
         mg_buf_put(c->in);
         c->in = NULL;
@@ -356,8 +373,18 @@ static void
 mg_conn_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     mg_conn_t *c = w->data;
+    ev_tstamp  left = c->deadline - ev_now(loop);
     (void) revents;
     ev_timer_stop(loop, w);
+    if (c->deadline == 0) {
+        return;                 /* the timeout was cleared meanwhile */
+    }
+    if (left > 0.0005) {
+        w->repeat = left;       /* moved later meanwhile */
+        ev_timer_again(loop, w);
+        return;
+    }
+    c->deadline = 0;
     mg_time_update(ev_now(loop));
     MG_CONN_ENTER(c);
     mg_http_conn_timeout(c);

@@ -354,3 +354,39 @@ describe("e2e limits", function()
     H.assert_no_error_log(gw)
   end)
 end)
+
+-- The connection's timer is moved only when a timeout comes earlier than
+-- the one it is set for (mg_conn_timer_set): with a header timeout of 1 s
+-- and a keep-alive timeout of 2 s, the timer armed for the header fires
+-- first and must set itself again for the keep-alive's deadline, not close.
+describe("e2e limits, a later timeout replacing an earlier one", function()
+  local mock, gw
+
+  lazy_setup(function()
+    mock = H.start_mockup(1)
+    gw = H.start_gateway { name = "limits-timers",
+      conf = {
+        nginx_http_client_header_timeout = "1s",
+        nginx_http_keepalive_timeout = "2s",
+      },
+      config = { _format_version = "3.0", services = { {
+        name = "s", url = mock:url(1), routes = { { paths = { "/" } } } } } } }
+  end)
+
+  lazy_teardown(function()
+    H.cleanup()
+  end)
+
+  it("keeps an idle keep-alive connection past the header timeout", function()
+    local c = assert(H.connect(gw.port))
+    local res = assert(c:request { path = "/fast" })
+    assert.equals(200, res.status)
+    H.sleep(1.4)            -- past the header timer, before the keep-alive's
+    res = assert(c:request { path = "/fast" })
+    assert.equals(200, res.status)
+    local closed, data = c:wait_closed(5)
+    assert.is_true(closed, "keep-alive connection never closed")
+    assert.equals("", data)
+    c:close()
+  end)
+end)
