@@ -264,8 +264,18 @@ static void
 mg_upconn_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     mg_upconn_t *u = w->data;
+    ev_tstamp    left = u->deadline - ev_now(loop);
     (void) revents;
     ev_timer_stop(loop, w);
+    if (u->deadline == 0) {
+        return;                 /* the timeout was cleared meanwhile */
+    }
+    if (left > 0.0005) {
+        w->repeat = left;       /* moved later meanwhile */
+        ev_timer_again(loop, w);
+        return;
+    }
+    u->deadline = 0;
     mg_time_update(ev_now(loop));
     u->handler(u, EV_TIMER);
     mg_worker_ready_flush();
@@ -312,15 +322,24 @@ mg_upconn_want_write(mg_upconn_t *u, int on)
     }
 }
 
+/* As mg_conn_timer_set: the timer moves only for an earlier deadline. */
 void
 mg_upconn_timer(mg_upconn_t *u, int msec)
 {
+    struct ev_loop *loop = mg_worker->loop;
+    ev_tstamp       now = ev_now(loop);
+
     if (msec <= 0) {
-        ev_timer_stop(mg_worker->loop, &u->timer);
+        u->deadline = 0;
         return;
     }
-    u->timer.repeat = msec / 1000.0;
-    ev_timer_again(mg_worker->loop, &u->timer);
+    u->deadline = now + msec / 1000.0;
+    if (!ev_is_active(&u->timer)
+        || now + ev_timer_remaining(loop, &u->timer) > u->deadline)
+    {
+        u->timer.repeat = msec / 1000.0;
+        ev_timer_again(loop, &u->timer);
+    }
 }
 
 mg_upconn_t *
@@ -336,7 +355,7 @@ mg_upconn_get(mg_peer_t *peer, uint64_t key, void *owner,
     for (u = peer->idle; u && u->key != key; u = u->next) { }
     if (u != NULL) {
         mg_upconn_unlink_idle(u);
-        ev_timer_stop(loop, &u->timer);
+        u->deadline = 0;        /* the idle timeout; the timer stays */
         u->owner = owner;
         u->handler = handler;
         u->reused = 1;
@@ -431,6 +450,7 @@ mg_upconn_close(mg_upconn_t *u)
     ev_io_stop(loop, &u->rev);
     ev_io_stop(loop, &u->wev);
     ev_timer_stop(loop, &u->timer);
+    u->deadline = 0;
     if (u->owner) {
         u->peer->active--;
     }

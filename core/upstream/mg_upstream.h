@@ -121,6 +121,7 @@ struct mg_upconn_s {
     ev_io               rev;
     ev_io               wev;
     ev_timer            timer;
+    ev_tstamp           deadline;   /* of the timeout set, 0 = none */
     mg_buf_t           *in;
     mg_peer_t          *peer;
     void               *owner;       /* the request using it, NULL idle */

@@ -615,6 +615,20 @@ describe("e2e upstream keep-alive properties", function()
     H.assert_no_error_log(gw)
   end)
 
+  it("a reused connection's idle timer does not cut its next response short",
+     function()
+    -- the timer stays armed for the idle deadline when the connection is
+    -- taken again; it must fire, see the read timeout, and wait on
+    local gw = start { upstream_keepalive_idle_timeout = 1 }
+    conn_requests(gw)
+    H.sleep(0.5)
+    local res = assert(H.request(gw.port, { path = "/delay/1500",
+                                            timeout = 10 }))
+    assert.equals(200, res.status)
+    gw:stop()
+    H.assert_no_error_log(gw)
+  end)
+
   it("upstream_keepalive_pool_size = 0 disables the pool", function()
     local gw = start { upstream_keepalive_pool_size = 0 }
     for _ = 1, 4 do
