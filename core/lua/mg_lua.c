@@ -993,6 +993,11 @@ mg_lua_resume(mg_request_t *r, int nargs)
         return MG_ERROR;
     }
     res = lua_gettop(co) >= 1 && lua_isstring(co, 1) ? lua_tostring(co, 1) : NULL;
+    /* the runloop forgot the request as the phase returned: no
+     * runloop.finish at its end (runloop.phase's third value) */
+    if (lua_gettop(co) >= 3 && lua_toboolean(co, 3)) {
+        r->lua_forgotten = 1;
+    }
     rc = MG_OK;
     if (res && strcmp(res, "exit") == 0) {
         rc = MG_DONE;
@@ -1001,15 +1006,6 @@ mg_lua_resume(mg_request_t *r, int nargs)
     }
     lua_settop(co, 0);          /* empty: the thread can be reused */
     mg_lua_drop_thread(r);
-    /* rewrite / access the route's last phase with plugins: the runloop
-     * forgot the request as the phase returned (runloop forget_if_done,
-     * the same test), so mg_lua_request_end need not call it */
-    if ((r->lua_stage == MG_LUA_PHASE_access
-         || r->lua_stage == MG_LUA_PHASE_rewrite)
-        && (r->lua_mask & ~((r->lua_stage << 1) - 1)) == 0)
-    {
-        r->lua_forgotten = 1;
-    }
     return rc;
 }
 

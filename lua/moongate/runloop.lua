@@ -18,7 +18,7 @@
 --     the field for an unknown plugin or an invalid config.
 --
 --   runloop.phase(name, r, req_id, route_index[, chunk, eof | body])
---     -> nothing | "exit" | "error", message
+--     -> result ("exit" | "error" | nil), message, forgotten
 --     Runs phase `name` of every plugin of the route that implements it,
 --     by priority, each handler as handler[name](handler, conf) inside
 --     xpcall.  Runs inside a coroutine the core created; a PDK call that
@@ -30,6 +30,8 @@
 --     goes back through mg_lua_resp_set_chunk.  response (Kong 3: the
 --     upstream's response buffered whole) takes the body; it may wait,
 --     and kong.response.set_raw_body replaces what is sent.
+--     forgotten: true when the request's state was dropped as the phase
+--     returned (see runloop.finish); the core then does not call finish.
 --
 --   req_id is any value unique among the live requests: the core passes
 --   the request pointer (no string to build per call), the phase as its
@@ -37,9 +39,8 @@
 --
 --   runloop.finish(req_id)
 --     When the request ends: drops its state (kong.ctx, ngx.ctx, the
---     plugin configs it resolved).  Not called when the route's plugins
---     run in rewrite / access only: phase drops the state itself when
---     that phase returns (forget_if_done; the core makes the same test).
+--     plugin configs it resolved).  Not called after a phase that
+--     returned `forgotten` (forget_if_done).
 --
 -- Plugin selection follows Kong 3: one instance per plugin name per
 -- request, the most specific of route+service+consumer, route+consumer,
@@ -978,20 +979,22 @@ end
 _M.finish = finish
 
 -- A request whose plugins run in rewrite / access only is done with Lua
--- when that phase returns: forget it then, and the core (mg_lua_resume,
--- the same test on the route's phase mask) skips its runloop.finish
--- call -- one C-to-Lua call less per request.  Later phases (response,
--- the filters, log) need the state, and body_filter runs once per piece.
--- The certificate phase (a TLS handshake, before any request) is always
--- alone: the core runs it on a request of its own and never finishes it.
+-- when that phase returns: forget it then and say so (phase's third
+-- value), and the core skips its runloop.finish call -- one C-to-Lua call
+-- less per request.  Later phases (response, the filters, log) need the
+-- state, and body_filter runs once per piece.  The certificate phase (a
+-- TLS handshake, before any request, on a state of its own) is always
+-- the last.  true: forgotten.
 local FORGET_AFTER = { rewrite = true, access = true }
 
 local function forget_if_done(ctx, name, bitv)
-    if FORGET_AFTER[name] and ctx.list.phases < bitv * 2 then
+    if name == "certificate"
+       or (FORGET_AFTER[name] and ctx.list.phases < bitv * 2)
+    then
         finish(ctx.req_id)
-    elseif name == "certificate" then
-        finish(ctx.req_id)      -- a handshake's own state, never a request's
+        return true
     end
+    return false
 end
 
 local EXIT_PHASES = { rewrite = true, access = true, response = true }
@@ -1044,8 +1047,7 @@ function _M.phase(name, r, req_id, route_index, chunk, eof)
         if name == "access" and ctx.times then
             ctx.times.access_end = C.mg_lua_now()
         end
-        forget_if_done(ctx, name, bitv)
-        return
+        return nil, nil, forget_if_done(ctx, name, bitv)
     end
 
     ctx.phase = name
@@ -1114,11 +1116,8 @@ function _M.phase(name, r, req_id, route_index, chunk, eof)
         ctx.times.access_end = C.mg_lua_now()
     end
     context.current = nil
-    forget_if_done(ctx, name, bitv)
-    if result == "error" then
-        return result, msg
-    end
-    return result
+    return result, result == "error" and msg or nil,
+           forget_if_done(ctx, name, bitv)
 end
 
 --- An ngx.timer callback, called by the core in the timer's own
