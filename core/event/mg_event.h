@@ -163,7 +163,18 @@ void mg_worker_config_stop(mg_worker_t *w);
 void mg_conn_close(mg_conn_t *c);
 void mg_conn_read_pause(mg_conn_t *c);
 void mg_conn_read_resume(mg_conn_t *c);
-void mg_conn_timer_set(mg_conn_t *c, int msec);   /* 0 stops the timer */
+void mg_conn_timer_set(mg_conn_t *c, int msec);   /* 0: no timeout */
+
+/*
+ * A timeout kept as a deadline (0 = none) beside the ev_timer that serves
+ * it, for timeouts that change several times per request (mg_worker.c):
+ * mg_timer_deadline sets it, moving the timer only for an earlier
+ * deadline; a timer callback calls mg_timer_due first and handles the
+ * timeout only when it returns 1 (0: cleared, or moved later -- the timer
+ * was set again for what is left).
+ */
+void mg_timer_deadline(ev_timer *t, ev_tstamp *deadline, int msec);
+int mg_timer_due(ev_timer *t, ev_tstamp *deadline);
 
 /* Hold a connection across a callback: a close requested inside it is
  * deferred until the callback returns (never free an object inside its

@@ -168,29 +168,52 @@ mg_conn_peer_ip(const mg_conn_t *c, char *buf, size_t len)
 
 /*
  * A connection's timeout changes several times per request (header, body,
- * send, keep-alive idle).  Only the deadline is kept here; the libev
- * timer moves only when the new deadline comes before the one it is set
- * for.  A later or cleared deadline leaves it alone, and when it fires
- * early mg_conn_timer_cb sets it again for what is left (or does nothing).
- * On a busy keep-alive connection that is no timer-heap work per request.
+ * send, keep-alive idle).  Only the deadline is kept; the libev timer
+ * moves only when the new deadline comes before the one it is set for.
+ * A later or cleared deadline leaves it alone, and when it fires early it
+ * is set again for what is left (or does nothing).  On a busy keep-alive
+ * connection that is no timer-heap work per request.
  */
 void
-mg_conn_timer_set(mg_conn_t *c, int msec)
+mg_timer_deadline(ev_timer *t, ev_tstamp *deadline, int msec)
 {
     struct ev_loop *loop = mg_worker->loop;
     ev_tstamp       now = ev_now(loop);
 
     if (msec <= 0) {
-        c->deadline = 0;
+        *deadline = 0;
         return;
     }
-    c->deadline = now + msec / 1000.0;
-    if (!ev_is_active(&c->timer)
-        || now + ev_timer_remaining(loop, &c->timer) > c->deadline)
-    {
-        c->timer.repeat = msec / 1000.0;
-        ev_timer_again(loop, &c->timer);
+    *deadline = now + msec / 1000.0;
+    if (!ev_is_active(t) || now + ev_timer_remaining(loop, t) > *deadline) {
+        t->repeat = msec / 1000.0;
+        ev_timer_again(loop, t);
     }
+}
+
+int
+mg_timer_due(ev_timer *t, ev_tstamp *deadline)
+{
+    struct ev_loop *loop = mg_worker->loop;
+    ev_tstamp       left = *deadline - ev_now(loop);
+
+    ev_timer_stop(loop, t);
+    if (*deadline == 0) {
+        return 0;               /* the timeout was cleared meanwhile */
+    }
+    if (left > 0.0005) {
+        t->repeat = left;       /* moved later meanwhile */
+        ev_timer_again(loop, t);
+        return 0;
+    }
+    *deadline = 0;
+    return 1;
+}
+
+void
+mg_conn_timer_set(mg_conn_t *c, int msec)
+{
+    mg_timer_deadline(&c->timer, &c->deadline, msec);
 }
 
 void
@@ -373,18 +396,10 @@ static void
 mg_conn_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     mg_conn_t *c = w->data;
-    ev_tstamp  left = c->deadline - ev_now(loop);
     (void) revents;
-    ev_timer_stop(loop, w);
-    if (c->deadline == 0) {
-        return;                 /* the timeout was cleared meanwhile */
-    }
-    if (left > 0.0005) {
-        w->repeat = left;       /* moved later meanwhile */
-        ev_timer_again(loop, w);
+    if (!mg_timer_due(w, &c->deadline)) {
         return;
     }
-    c->deadline = 0;
     mg_time_update(ev_now(loop));
     MG_CONN_ENTER(c);
     mg_http_conn_timeout(c);

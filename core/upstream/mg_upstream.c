@@ -264,18 +264,10 @@ static void
 mg_upconn_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     mg_upconn_t *u = w->data;
-    ev_tstamp    left = u->deadline - ev_now(loop);
     (void) revents;
-    ev_timer_stop(loop, w);
-    if (u->deadline == 0) {
-        return;                 /* the timeout was cleared meanwhile */
-    }
-    if (left > 0.0005) {
-        w->repeat = left;       /* moved later meanwhile */
-        ev_timer_again(loop, w);
+    if (!mg_timer_due(w, &u->deadline)) {
         return;
     }
-    u->deadline = 0;
     mg_time_update(ev_now(loop));
     u->handler(u, EV_TIMER);
     mg_worker_ready_flush();
@@ -322,24 +314,11 @@ mg_upconn_want_write(mg_upconn_t *u, int on)
     }
 }
 
-/* As mg_conn_timer_set: the timer moves only for an earlier deadline. */
+/* As mg_conn_timer_set (mg_timer_deadline). */
 void
 mg_upconn_timer(mg_upconn_t *u, int msec)
 {
-    struct ev_loop *loop = mg_worker->loop;
-    ev_tstamp       now = ev_now(loop);
-
-    if (msec <= 0) {
-        u->deadline = 0;
-        return;
-    }
-    u->deadline = now + msec / 1000.0;
-    if (!ev_is_active(&u->timer)
-        || now + ev_timer_remaining(loop, &u->timer) > u->deadline)
-    {
-        u->timer.repeat = msec / 1000.0;
-        ev_timer_again(loop, &u->timer);
-    }
+    mg_timer_deadline(&u->timer, &u->deadline, msec);
 }
 
 mg_upconn_t *
